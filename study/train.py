@@ -1,0 +1,136 @@
+"""Training to 100% train accuracy (or a step budget), on tensors that live on the trial's device.
+
+One step is one optimizer update (for L-BFGS, one iteration of the full-batch method). Accuracy on
+the whole training set is checked every `eval_every` steps; training stops as soon as it reaches
+`target_accuracy`. A non-finite loss or non-finite weights end training with status "diverged".
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from study.config import TrialConfig
+from study.data import Dataset, augment
+
+Penalty = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TrainOutcome:
+    status: str  # ok (reached target accuracy) | not_fit | diverged
+    steps: int
+    train_accuracy: float
+    seconds: float
+    message: str = ""
+
+
+def make_optimizer(cfg: TrialConfig, params) -> torch.optim.Optimizer:
+    """sgd | momentum (0.9) | adam | rmsprop | lbfgs (strong Wolfe line search, history 100)."""
+    params = list(params)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)
+    if cfg.optimizer == "momentum":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr)
+    return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.eval_every, history_size=100,
+                             line_search_fn="strong_wolfe", tolerance_grad=0.0, tolerance_change=0.0)
+
+
+def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 8192) -> float:
+    with torch.no_grad():
+        hits = sum(int((model(x[i:i + chunk_size]).argmax(1) == y[i:i + chunk_size]).sum())
+                   for i in range(0, x.shape[0], chunk_size))
+    return hits / max(1, x.shape[0])
+
+
+def _finite(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Penalty | None = None,
+          progress: Callable[[int, float, float], None] | None = None) -> TrainOutcome:
+    """Train in place. `penalty(model, x, y, logits)` is added to the cross-entropy (regularizers).
+
+    `progress(steps, loss, train_accuracy)` is called at every accuracy check."""
+    start = time.perf_counter()
+    model.train()
+    x, y = data.x_train, data.y_train
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(cfg.seed_for("train"))
+    flip = data.name in ("cifar10", "cifar100")
+
+    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if cfg.augment:
+            xb = augment(xb, data.image_shape, cfg.augment_shift, flip, gen)
+        logits = model(xb)
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        if penalty is not None:
+            loss = loss + penalty(model, xb, yb, logits)
+        return loss
+
+    optimizer = make_optimizer(cfg, model.parameters())
+    full_batch = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= n
+    batch = n if full_batch else cfg.batch_size
+    steps, last_loss, acc = 0, math.nan, 0.0
+    order, cursor = None, n
+
+    def finish(status: str, message: str = "") -> TrainOutcome:
+        model.eval()
+        return TrainOutcome(status, steps, acc, time.perf_counter() - start, message)
+
+    while steps < cfg.max_steps:
+        if cfg.optimizer == "lbfgs":
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                loss = batch_loss(x, y)
+                loss.backward()
+                return loss
+            remaining = min(cfg.eval_every, cfg.max_steps - steps)
+            optimizer.param_groups[0]["max_iter"] = remaining
+            state = optimizer.state[optimizer._params[0]]
+            before = state.get("n_iter", 0)
+            last_loss = float(optimizer.step(closure).detach())
+            done = state.get("n_iter", 0) - before
+            steps += max(done, 1)
+            stalled = done < remaining
+        else:
+            for _ in range(min(cfg.eval_every, cfg.max_steps - steps)):
+                if full_batch:
+                    xb, yb = x, y
+                else:
+                    if cursor + batch > n:
+                        order, cursor = torch.randperm(n, generator=gen).to(x.device), 0
+                    idx = order[cursor:cursor + batch]
+                    cursor += batch
+                    xb, yb = x[idx], y[idx]
+                optimizer.zero_grad(set_to_none=True)
+                loss = batch_loss(xb, yb)
+                if not torch.isfinite(loss):
+                    last_loss = loss.item()
+                    steps += 1
+                    return finish("diverged", f"non-finite training loss at step {steps}")
+                loss.backward()
+                optimizer.step()
+                last_loss = loss.item()
+                steps += 1
+            stalled = False
+        if not math.isfinite(last_loss) or not _finite(model):
+            return finish("diverged", f"non-finite loss or weights by step {steps}")
+        model.eval()
+        acc = accuracy(model, x, y)
+        model.train()
+        if progress is not None:
+            progress(steps, last_loss, acc)
+        if acc >= cfg.target_accuracy:
+            return finish("ok")
+        if stalled:  # L-BFGS stopped making progress before its budget
+            break
+    return finish("not_fit", f"train accuracy {acc:.4f} < {cfg.target_accuracy} after {steps} steps")

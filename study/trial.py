@@ -1,0 +1,115 @@
+"""One trial, end to end: `run_trial(TrialConfig) -> TrialResult`. Pure: same config, same numbers.
+
+Data -> model -> training -> every registered measure -> three tables (trial row, points, trajectories).
+A config error (bad value, missing data, too big for the device) raises ConfigError before training;
+anything that goes wrong later becomes a record with status "error" and the message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from study import measures as measure_registry
+from study.config import ConfigError, TrialConfig
+from study.data import load_dataset
+from study.measures import MeasureContext
+from study.models import build_model, count_parameters
+from study.records import SCHEMA_VERSION, hp_record, write_trial
+from study.regularizers import make_penalty
+from study.resources import check_memory, resolve_device
+from study.train import train
+
+
+@dataclass
+class TrialResult:
+    config: TrialConfig
+    record: dict  # the trial row (trials table)
+    points: pd.DataFrame
+    trajectories: pd.DataFrame
+    model: torch.nn.Module | None  # trained, eval mode (None if the trial failed before training)
+
+    @property
+    def trial_id(self) -> str:
+        return self.config.trial_id
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    def write(self, location: str) -> None:
+        """Write the three tables atomically under `location` (a directory or an s3:// URI)."""
+        write_trial(location, self.trial_id, self.record, self.points, self.trajectories)
+
+
+def _base_record(cfg: TrialConfig, device: torch.device) -> dict:
+    record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": None,
+              "env.device": str(device), "env.torch": torch.__version__}
+    record.update(hp_record(cfg))
+    return record
+
+
+def run_measures(ctx: MeasureContext, names: list[str] | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Run the registered measures; merge their records, point columns and trajectory rows."""
+    record: dict = {}
+    points: pd.DataFrame | None = None
+    trajectories = []
+    for name, fn in measure_registry.MEASURES.items():
+        if names is not None and name not in names:
+            continue
+        out = fn(ctx)
+        record.update(out.record)
+        if out.points is not None:
+            points = out.points if points is None else points.merge(out.points, on=["split", "index"], how="outer")
+        if out.trajectories is not None and len(out.trajectories):
+            trajectories.append(out.trajectories)
+    points = points if points is not None else pd.DataFrame(columns=["split", "index"])
+    trajectories_frame = pd.concat(trajectories, ignore_index=True) if trajectories else pd.DataFrame(columns=["kind"])
+    return record, points, trajectories_frame
+
+
+def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: str | None = None,
+              threads: int | None = None, progress: Callable[[int, float, float], None] | None = None,
+              download: bool = True) -> TrialResult:
+    """Train one network under `cfg` and measure it. Raises ConfigError for bad settings before training."""
+    t0 = time.perf_counter()
+    device = resolve_device(device) if isinstance(device, str) else device
+    if threads is not None:
+        torch.set_num_threads(max(1, int(threads)))
+    check_memory(cfg, device)
+    penalty = make_penalty(cfg)  # validates the regularizer before any work
+    data = load_dataset(cfg, data_root=data_root, device=device, download=download)
+    record = _base_record(cfg, device)
+    record.update({"data.n_features": data.n_features, "data.n_classes": data.n_classes,
+                   "model.n_params": count_parameters(data.n_features, cfg.width, cfg.depth, data.n_classes),
+                   "time.data_s": time.perf_counter() - t0})
+    model = None
+    points = pd.DataFrame(columns=["split", "index"])
+    trajectories = pd.DataFrame(columns=["kind"])
+    try:
+        model = build_model(cfg, data.n_features, data.n_classes, device)
+        record["model.n_neurons"] = model.n_neurons()
+        outcome = train(model, data, cfg, penalty=penalty, progress=progress)
+        record.update({"status": outcome.status, "error": outcome.message or None, "train.steps": outcome.steps,
+                       "time.train_s": outcome.seconds})
+        if outcome.status != "diverged":  # a diverged net has no meaningful measures: left empty
+            t1 = time.perf_counter()
+            ctx = MeasureContext(cfg=cfg, model=model, data=data, device=device)
+            measured, points, trajectories = run_measures(ctx)
+            record.update(measured)
+            record["time.measure_s"] = time.perf_counter() - t1
+    except ConfigError:
+        raise
+    except Exception as exc:  # recorded, never a crash: the sweep goes on
+        record["status"] = "error"
+        record["error"] = f"{type(exc).__name__}: {exc}"
+    record["time.total_s"] = time.perf_counter() - t0
+    record["created_at"] = dt.datetime.now(dt.timezone.utc)
+    points = points.assign(trial_id=cfg.trial_id) if len(points) else points
+    trajectories = trajectories.assign(trial_id=cfg.trial_id) if len(trajectories) else trajectories
+    return TrialResult(cfg, record, points, trajectories, model)

@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from study.cli import main
+
+
+def test_trial_command_writes_tables_and_prints_a_summary(tmp_path, capsys):
+    out = tmp_path / "res"
+    code = main(["trial", "--set", "dataset=synthetic", "--set", "n_train=100", "--set", "n_test=50",
+                 "--set", "width=16", "--set", "n_trajectories=0", "--out", str(out), "--no-progress", "--device", "cpu"])
+    text = capsys.readouterr().out
+    assert code == 0 and "status=ok" in text and "jacobian test" in text
+    (trial_file,) = (out / "trials").iterdir()
+    assert pq.read_table(trial_file).num_rows == 1
+    assert (out / "points" / trial_file.name).exists() and (out / "trajectories" / trial_file.name).exists()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--set", "nonlinearity=swish"], "allowed: relu, relu6, tanh, hardtanh, hardsigmoid"),
+    (["--set", "width=0"], "width must be a positive integer"),
+    (["--set", "lr=-1"], "lr must be a positive finite number"),
+    (["--set", "colour=red"], "unknown field 'colour'"),
+    (["--set", "width"], "--set takes FIELD=VALUE"),
+    (["--set", "dataset=cifar10", "--data-root", "/nonexistent"], "data set cifar10 not found"),
+])
+def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path, args, fragment):
+    out = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "-m", "study.cli", "trial", *args, "--out", str(out), "--no-progress"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SENSITIVITY_DATA_ROOT": str(tmp_path / "data")})
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists()
