@@ -50,6 +50,10 @@ def run_trial_command(args: argparse.Namespace) -> int:
     def progress(steps: int, loss: float, acc: float) -> None:
         bar.update(steps - bar.n)
         bar.set_postfix(loss=f"{loss:.4f}", train_acc=f"{acc:.4f}")
+        if acc >= cfg.target_accuracy:  # training is done: the measures follow
+            bar.total = steps
+            bar.set_description(f"trial {cfg.trial_id} fit; measuring")
+            bar.refresh()
 
     result = run_trial(cfg, device=device, data_root=args.data_root, threads=args.threads, progress=progress)
     bar.close()

@@ -55,15 +55,16 @@ class TrialConfig:
     max_steps: int = 5000
     eval_every: int = 100  # check accuracy on the whole train set every this many steps
     target_accuracy: float = 1.0  # stop once train accuracy reaches this (the study: 1.0; 0.999 on CIFAR100)
-    # regularization (issue 6: study/regularizers)
+    # regularization (issue 6: study/regularizers; each setting is refused where it has no effect)
     regularizer: str = "none"
-    reg_strength: float = 0.0
-    reg_target: str = "logits"
-    reg_projections: int = 1
-    noise_std: float = 0.0
+    reg_strength: float = 0.0  # lambda of the penalty (lambda/2) E_x[...]; > 0 for every regularizer but input_noise
+    reg_target: str = "logits"  # outputs the Jacobian penalties differentiate: logits | softmax
+    reg_projections: int = 1  # random projections per step (jacobian_proj only)
+    noise_std: float = 0.0  # input_noise: std of the noise; jacobian_matching: s in the s^2 Jacobian term
     # measures
     n_trajectories: int = 2  # trajectories per kind for the transitions measure
     trajectory_points: int = 64  # points per trajectory at which the Jacobian norm is averaged
+    transition_samples: int = 65536  # sampling cap for smooth nonlinearities (piecewise-linear nets are exact)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -189,6 +190,7 @@ def validate(cfg: TrialConfig) -> None:
     _at_least(cfg, "reg_projections", 1, "a positive integer")
     _at_least(cfg, "n_trajectories", 0, "a non-negative integer")
     _at_least(cfg, "trajectory_points", 1, "a positive integer")
+    _at_least(cfg, "transition_samples", 1024, "at least 1024")
     _at_least(cfg, "seed", 0, "a non-negative integer")
     for name in ("lr", "init_scale"):
         value = getattr(cfg, name)
@@ -202,6 +204,36 @@ def validate(cfg: TrialConfig) -> None:
         raise ConfigError(f"random_labels must be a fraction in [0, 1], got {cfg.random_labels!r}")
     if not 0.0 < cfg.target_accuracy <= 1.0:
         raise ConfigError(f"target_accuracy must be in (0, 1], got {cfg.target_accuracy!r}")
-    if cfg.regularizer == "none" and cfg.reg_strength != 0.0:
+    _regularizer_settings(cfg)
+
+
+STRENGTH_REGULARIZERS = ("jacobian", "jacobian_proj", "bias_jacobian", "jacobian_matching")  # take reg_strength
+TARGET_REGULARIZERS = STRENGTH_REGULARIZERS  # take reg_target
+NOISE_REGULARIZERS = ("input_noise", "jacobian_matching")  # take noise_std
+STOCHASTIC_REGULARIZERS = ("jacobian_proj", "input_noise")  # fresh randomness at every loss evaluation
+
+
+def _regularizer_settings(cfg: TrialConfig) -> None:
+    """Each regularizer setting must act: a setting without effect would only split trial ids."""
+    reg = cfg.regularizer
+    if reg == "none" and cfg.reg_strength != 0.0:
         raise ConfigError("reg_strength needs a regularizer; set regularizer to one of "
-                          + ", ".join(r for r in REGULARIZERS if r != "none"))
+                          + ", ".join(STRENGTH_REGULARIZERS))
+    if reg in STRENGTH_REGULARIZERS and cfg.reg_strength == 0.0:
+        raise ConfigError(f"regularizer {reg} needs reg_strength > 0 (at 0 it trains the same net as regularizer=none)")
+    if reg == "input_noise" and cfg.reg_strength != 0.0:
+        raise ConfigError("input_noise is set by noise_std alone; leave reg_strength at 0")
+    if reg in NOISE_REGULARIZERS and cfg.noise_std == 0.0:
+        raise ConfigError(f"regularizer {reg} needs noise_std > 0 (the std of the Gaussian input noise)")
+    if reg not in NOISE_REGULARIZERS and cfg.noise_std != 0.0:
+        raise ConfigError(f"noise_std applies only to regularizer {' or '.join(NOISE_REGULARIZERS)}; "
+                          f"leave it at 0 with regularizer {reg}")
+    if reg not in TARGET_REGULARIZERS and cfg.reg_target != "logits":
+        raise ConfigError(f"reg_target applies only to regularizer {', '.join(TARGET_REGULARIZERS)}; "
+                          f"leave it at 'logits' with regularizer {reg}")
+    if reg != "jacobian_proj" and cfg.reg_projections != 1:
+        raise ConfigError("reg_projections applies only to regularizer jacobian_proj; "
+                          f"leave it at 1 with regularizer {reg}")
+    if reg in STOCHASTIC_REGULARIZERS and cfg.optimizer == "lbfgs":
+        raise ConfigError(f"regularizer {reg} draws new randomness at every loss evaluation, which breaks L-BFGS's "
+                          "line search; use regularizer jacobian (exact) or another optimizer")

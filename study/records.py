@@ -62,12 +62,20 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "measure.transitions_translation": pa.float64(),
     "measure.jacobian_trajectory_train": pa.float64(),
     "measure.jacobian_trajectory_random": pa.float64(),
+    "measure.param_norm": pa.float64(),
+    "measure.spectral_product": pa.float64(),
+    "measure.path_norm": pa.float64(),
+    "measure.margin": pa.float64(),
+    "measure.spectral_margin": pa.float64(),
     "time.data_s": pa.float64(),
     "time.train_s": pa.float64(),
     "time.measure_s": pa.float64(),
     "time.total_s": pa.float64(),
     "env.device": pa.string(),
     "env.torch": pa.string(),
+    "env.node": pa.string(),  # Ray node id of the worker that ran the trial (hostname outside Ray)
+    "env.worker": pa.string(),  # hostname:pid of that worker process
+    "sweep.id": pa.string(),  # sweeps.sampling.sweep_id of the sweep that asked for the trial
     "created_at": pa.timestamp("us", tz="UTC"),
 }
 

@@ -47,7 +47,7 @@ def register(name: str) -> Callable[[Measure], Measure]:
 
 def _load_all() -> None:
     # Imported for their @register side effect; the order is the order in which measures run.
-    from study.measures import pointwise, gap, jacobian, transitions  # noqa: F401
+    from study.measures import pointwise, gap, jacobian, transitions, baselines  # noqa: F401
 
 
 _load_all()

@@ -1,0 +1,68 @@
+"""`sensitivity analyze DIR`: build the report of a results directory and print its headline.
+
+    sensitivity analyze results/ [--out results/report] [--data-root ~/data]
+
+The lead's `study.cli` wires this in with `add_arguments(subparser)` and `run(args)`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from study.records import completed_trial_ids
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", metavar="DIR", help="results directory (or s3:// URI) written by a sweep")
+    parser.add_argument("--out", metavar="FIGDIR", default=None,
+                        help="where to write report.html, the figures and stats.csv (default: DIR/report)")
+    parser.add_argument("--data-root", default=None,
+                        help="data sets for figure 6, which recomputes one trial (default: the sweep's default)")
+    parser.add_argument("--device", default="cpu", help="device for the figure 6 recompute (default: cpu)")
+    parser.add_argument("--no-recompute", action="store_true",
+                        help="skip figure 6: no training, the report comes from the Parquet tables alone")
+    parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
+                        help="bootstrap resamples for the 95%% confidence intervals (default: 1000)")
+
+
+def default_out(results: str) -> str:
+    """DIR/report for a local directory; ./report-<last part> for an object-store URI."""
+    if "://" in results:
+        return os.path.join(os.getcwd(), "report-" + results.rstrip("/").rsplit("/", 1)[-1])
+    return os.path.join(results, "report")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report; print where it is and the headline. 2 (one line on stderr) if there are no trials."""
+    from analysis.report import ReportError, build_report  # heavy imports only when the command runs
+
+    results = args.results
+    if "://" not in results and not os.path.isdir(results):
+        print(f"error: results directory {results} does not exist; pass the directory a sweep wrote into",
+              file=sys.stderr)
+        return 2
+    try:
+        if not completed_trial_ids(results):
+            raise ReportError(f"no trials under {results} (no {results}/trials/*.parquet); run a sweep into it first")
+        out = args.out or default_out(results)
+        path = build_report(results, out, data_root=args.data_root, device=args.device,
+                            recompute=not args.no_recompute, n_boot=args.bootstrap)
+    except ReportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    with open(os.path.join(os.path.dirname(path), "headline.txt"), encoding="utf-8") as handle:
+        print(handle.read().rstrip())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sensitivity analyze", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The analysis report: load -> filter -> statistics -> figures -> one self-contained HTML page.
+
+    build_report("results/", "results/report")   # -> "results/report/report.html"
+
+Writes into `out_dir`: fig1..fig6 as PNG and PDF, `stats.csv` and `stats.parquet` (the
+`analysis.stats.measure_table` of the kept trials), `headline.txt` (the measured rank correlations
+of the Jacobian norm and of transitions with the gap, per data set, with 95% bootstrap CIs) and
+`report.html` (figures embedded as base64 PNG, so the file can be mailed alone). Everything is
+rebuilt from the Parquet tables, except figure 6, which recomputes one trial (see `region_trial`).
+A report always renders: empty sections say why they are empty.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from analysis import filter_trials, load_points, load_trajectories, load_trials
+from analysis.figures import (fig1_jacobian_vs_gap, fig2_transitions, fig3_per_point, fig4_pairs, fig5_manifold,
+                              fig6_linear_regions)
+from analysis.report_html import FigureEntry, render_html
+from analysis.stats import measure_table
+from study.config import ConfigError, TrialConfig
+from study.models import KINKS
+
+HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",
+                     "measure.transitions_test": "transitions (test ellipses)"}
+TARGET = "gap.loss"
+FIG6_MAX_SECONDS = 600.0  # prefer a trial that took at most this long to recompute figure 6
+
+
+class ReportError(ValueError):
+    """Nothing to report on (no trials at the location); the message says what to do."""
+
+
+@dataclass
+class ReportInputs:
+    """What the report is built from: the loaded and filtered tables and the statistics."""
+
+    trials: pd.DataFrame
+    kept: pd.DataFrame
+    dropped: pd.DataFrame
+    drop_summary: str
+    points: pd.DataFrame
+    trajectories: pd.DataFrame
+    stats: pd.DataFrame
+    load_warnings: list[str] = field(default_factory=list)
+
+
+def load_inputs(results_dir: str, n_boot: int = 1000) -> ReportInputs:
+    """Load the three tables, filter the trials, compute the statistics of the kept ones."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trials = load_trials(results_dir)
+        if not len(trials):
+            raise ReportError(f"no trials under {results_dir}: expected {results_dir}/trials/<trial_id>.parquet "
+                              "files; run a sweep into this directory first")
+        filtered = filter_trials(trials)
+        kept = filtered.kept
+        ids = list(kept["trial_id"])
+        points = load_points(results_dir, trial_ids=ids) if ids else pd.DataFrame(columns=["trial_id"])
+        trajectories = load_trajectories(results_dir, trial_ids=ids) if ids else pd.DataFrame(columns=["trial_id"])
+    stats = measure_table(kept, target=TARGET, n_boot=n_boot) if len(kept) else pd.DataFrame()
+    return ReportInputs(trials, kept, filtered.dropped, filtered.summary(), points, trajectories, stats,
+                        [str(w.message) for w in caught])
+
+
+# -- text summaries ---------------------------------------------------------------------------------
+
+def _ci(row: pd.Series, name: str) -> str:
+    value, lo, hi = row.get(name), row.get(f"{name}_lo"), row.get(f"{name}_hi")
+    if value is None or not np.isfinite(value):
+        return f"{name.capitalize()} n/a"
+    interval = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and np.isfinite(lo) and np.isfinite(hi) else ""
+    return f"{name.capitalize()} {value:+.2f}{interval}"
+
+
+def headline(stats: pd.DataFrame, n_kept: int | None = None, measures: dict[str, str] = HEADLINE_MEASURES) -> str:
+    """Plain text: per data set, the measured Spearman and Kendall of each headline measure with the
+    loss gap, with 95% bootstrap CIs in brackets ("report what was measured")."""
+    if stats is None or not len(stats):
+        if n_kept == 0:
+            return "No rank correlations: no trial was kept for the analysis (see what was dropped)."
+        return (f"No rank correlations: {n_kept if n_kept is not None else 'too few'} kept trial(s), "
+                "and a correlation needs at least two with different values of a measure.")
+    by = stats.columns[0]  # measure_table's grouping column comes first (hp.dataset by default)
+    lines = [f"Rank correlation with the generalization gap ({TARGET}), 95% bootstrap CI in brackets:"]
+    for dataset, group in stats.groupby(by, sort=True):
+        n = int(group["n"].max()) if len(group) else 0
+        parts = []
+        for measure, name in measures.items():
+            rows = group[group["measure"] == measure]
+            if not len(rows):
+                parts.append(f"{name}: not measured")
+                continue
+            row = rows.iloc[0]
+            if not np.isfinite(row.get("spearman", np.nan)):
+                parts.append(f"{name}: n/a (n = {int(row['n'])}, too few trials or no variation)")
+            else:
+                parts.append(f"{name}: {_ci(row, 'spearman')}, {_ci(row, 'kendall')} (n = {int(row['n'])})")
+        lines.append(f"- {dataset} ({n} nets): " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+def sweep_metadata(trials: pd.DataFrame, kept: pd.DataFrame) -> dict[str, object]:
+    """Number of trials, data sets, swept factors (hp.* with more than one value) and their values,
+    time range of the records and total compute time (sum of time.total_s over all trials)."""
+    swept = {}
+    for column in sorted(c for c in trials.columns if c.startswith("hp.")):
+        values = trials[column].dropna().unique()
+        if len(values) > 1:
+            swept[column[3:]] = sorted(values.tolist(), key=lambda v: (str(type(v)), v))
+    created = pd.to_datetime(trials["created_at"], utc=True) if "created_at" in trials else pd.Series([], dtype=object)
+    seconds = pd.to_numeric(trials.get("time.total_s", pd.Series(dtype=float)), errors="coerce")
+    return {
+        "trials": len(trials), "kept": len(kept),
+        "datasets": sorted(trials["hp.dataset"].dropna().astype(str).unique()) if "hp.dataset" in trials else [],
+        "swept": swept,
+        "first": None if created.dropna().empty else created.min(),
+        "last": None if created.dropna().empty else created.max(),
+        "compute_s": float(seconds.sum(skipna=True)),
+    }
+
+
+# -- figure 6: one recomputed trial ----------------------------------------------------------------
+
+def region_trial(kept: pd.DataFrame, max_seconds: float = FIG6_MAX_SECONDS) -> pd.Series | None:
+    """The trial figure 6 recomputes: among kept ReLU trials (else piecewise-linear, else any), those
+    that took at most `max_seconds` when possible, the one with the median loss gap."""
+    if not len(kept):
+        return None
+    nonlinearity = kept.get("hp.nonlinearity", pd.Series("", index=kept.index))
+    for mask in (nonlinearity == "relu", nonlinearity.map(lambda v: KINKS.get(v) is not None),
+                 pd.Series(True, index=kept.index)):
+        candidates = kept[mask.fillna(False).astype(bool)]
+        if len(candidates):
+            break
+    seconds = pd.to_numeric(candidates.get("time.total_s", pd.Series(np.nan, index=candidates.index)))
+    quick = candidates[~(seconds > max_seconds)]
+    candidates = quick if len(quick) else candidates
+    ordered = candidates.sort_values([TARGET, "trial_id"], na_position="last")
+    return ordered.iloc[(len(ordered) - 1) // 2]
+
+
+def config_from_row(row: pd.Series) -> TrialConfig:
+    """The TrialConfig recorded in a trials row (its hp.* columns; missing ones take their defaults)."""
+    values = {name: row[f"hp.{name}"] for name in TrialConfig.field_names()
+              if f"hp.{name}" in row.index and not pd.isna(row[f"hp.{name}"])}
+    return TrialConfig.from_dict(values)
+
+
+def _figure6(kept: pd.DataFrame, out_dir: str, data_root: str | None, device: str, recompute: bool,
+             log: Callable[[str], None]) -> FigureEntry:
+    title = "Figure 6: linear regions on a slice through three training points"
+    if not recompute:
+        return FigureEntry(title, note="Not drawn: recomputing a trial was switched off.")
+    row = region_trial(kept)
+    if row is None:
+        return FigureEntry(title, note="Not drawn: no trial was kept, so there is no trained net to show.")
+    try:
+        cfg = config_from_row(row)
+        log(f"figure 6: recomputing trial {row['trial_id']} on {device} ...")
+        paths = fig6_linear_regions(cfg, out_dir, data_root=data_root, device=device)
+    except (ConfigError, ImportError, OSError, RuntimeError, ValueError) as exc:  # data missing, failed recompute
+        return FigureEntry(title, note=f"Not drawn: recomputing trial {row['trial_id']} failed: "
+                                       f"{type(exc).__name__}: {exc}")
+    note = (f"Trial {row['trial_id']} ({cfg.dataset}, {cfg.nonlinearity}, width {cfg.width}, depth {cfg.depth}; "
+            f"gap {row[TARGET]:.3g} nats, the median among the candidates), recomputed from its config on {device}.")
+    if cfg.trial_id != row["trial_id"]:
+        note += (f" Warning: the config now hashes to {cfg.trial_id}, not the recorded id: the code that "
+                 "computes trials changed since (ALGORITHM_VERSION), so the net may differ from the recorded one.")
+    return FigureEntry(title, paths=paths, note=note)
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+def _draw(title: str, draw: Callable[[], list[str]], log: Callable[[str], None], note: str = "") -> FigureEntry:
+    """Run one figure function; a failure becomes a note in the report, not a crash."""
+    try:
+        return FigureEntry(title, paths=draw(), note=note)
+    except Exception as exc:  # one broken figure must not cost the whole report
+        log(f"{title}: failed: {type(exc).__name__}: {exc}")
+        return FigureEntry(title, note=f"Not drawn: {type(exc).__name__}: {exc}")
+
+
+def build_report(results_dir: str, out_dir: str, data_root: str | None = None, device: str = "cpu",
+                 recompute: bool = True, n_boot: int = 1000, log: Callable[[str], None] | None = None) -> str:
+    """Build the report of the results under `results_dir` into `out_dir`; returns the report.html path.
+
+    Raises ReportError if there are no trials at all. `recompute=False` skips figure 6 (the only
+    step that trains a net); `n_boot` is the number of bootstrap resamples for the CIs."""
+    log = log or (lambda message: print(message, file=sys.stderr))
+    inputs = load_inputs(results_dir, n_boot)
+    os.makedirs(out_dir, exist_ok=True)
+    inputs.stats.to_csv(os.path.join(out_dir, "stats.csv"), index=False)
+    inputs.stats.to_parquet(os.path.join(out_dir, "stats.parquet"), index=False)
+    text = headline(inputs.stats, len(inputs.kept))
+    with open(os.path.join(out_dir, "headline.txt"), "w") as handle:
+        handle.write(text + "\n")
+    kept, points, trajectories = inputs.kept, inputs.points, inputs.trajectories
+    if len(kept):
+        figures = [
+            _draw("Figure 1: Jacobian norm vs generalization gap", lambda: fig1_jacobian_vs_gap(kept, out_dir), log,
+                  "One point per kept net; panels per data set; color: nonlinearity."),
+            _draw("Figure 2: transitions vs gap and vs size", lambda: fig2_transitions(kept, out_dir), log),
+            _draw("Figure 3: per test point, Jacobian norm vs loss", lambda: fig3_per_point(points, kept, out_dir),
+                  log, "Curves: science.md section 3, Eq. 5-7, with M the median over the data set's nets."),
+            _draw("Figure 4: paired factors", lambda: fig4_pairs(kept, out_dir), log),
+            _draw("Figure 5: on vs off the data manifold", lambda: fig5_manifold(trajectories, out_dir, kept), log),
+            _figure6(kept, out_dir, data_root, device, recompute, log),
+        ]
+    else:
+        figures = [FigureEntry("Figures", note="No figures: every trial was dropped by the filter (see above).")]
+    page = render_html(results_dir=results_dir, meta=sweep_metadata(inputs.trials, kept), headline=text,
+                       dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
+                       figures=figures, load_warnings=inputs.load_warnings,
+                       n_points=len(points), n_trajectories=len(trajectories))
+    path = os.path.join(out_dir, "report.html")
+    temp = f"{path}.tmp-{os.getpid()}"
+    with open(temp, "w", encoding="utf-8") as handle:
+        handle.write(page)
+    os.replace(temp, path)
+    return path

@@ -1,0 +1,116 @@
+"""HTML of the analysis report: one self-contained page (inline CSS, figures as base64 PNG).
+
+Only presentation lives here; what is computed is in `analysis.report`.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
+th, td { padding: 0.2rem 0.6rem; border-bottom: 1px solid #e4e4e4; text-align: right; }
+th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+pre { background: #f7f7f7; padding: 0.75rem; white-space: pre-wrap; }
+figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.9rem; color: #444; } .empty { color: #a33; }
+"""
+STATS_COLUMNS = ["measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi",
+                 "psi", "sign_error", "sign_error_worst", "worst_factor", "n_pairs", "rank"]
+
+
+@dataclass
+class FigureEntry:
+    """One figure of the report: its files (PNG embedded, PDF linked) or a note saying why there are none."""
+
+    title: str
+    paths: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def _escape(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, border=0, na_rep="–", escape=True,
+                         float_format=lambda v: f"{v:.3f}")
+
+
+def _figure_html(entry: FigureEntry) -> str:
+    png = next((p for p in entry.paths if p.endswith(".png")), None)
+    parts = [f"<h2>{_escape(entry.title)}</h2>"]
+    if png is None:
+        parts.append(f'<p class="empty">{_escape(entry.note or "Not drawn.")}</p>')
+        return "\n".join(parts)
+    with open(png, "rb") as handle:
+        encoded = base64.b64encode(handle.read()).decode("ascii")
+    links = " ".join(f'<a href="{_escape(os.path.basename(p))}">{_escape(os.path.basename(p))}</a>'
+                     for p in entry.paths)
+    parts.append(f'<figure><img alt="{_escape(entry.title)}" src="data:image/png;base64,{encoded}">'
+                 f"<figcaption>{_escape(entry.note)} Files: {links}</figcaption></figure>")
+    return "\n".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "unknown"
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def _meta_html(meta: dict, n_points: int, n_trajectories: int) -> str:
+    rows = [("trials loaded", meta["trials"]), ("trials kept", meta["kept"]),
+            ("data sets", ", ".join(meta["datasets"]) or "–"),
+            ("points / trajectories rows (kept trials)", f"{n_points} / {n_trajectories}"),
+            ("records from", f"{meta['first']} to {meta['last']}" if meta["first"] is not None else "unknown"),
+            ("total compute time (sum of time.total_s)", _duration(meta["compute_s"]))]
+    body = "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(v)}</td></tr>" for k, v in rows)
+    swept = "".join(f"<tr><td>{_escape(name)}</td><td>{len(values)}</td><td>{_escape(', '.join(map(str, values)))}</td></tr>"
+                    for name, values in meta["swept"].items())
+    swept_html = ("<table><tr><th>factor</th><th>levels</th><th>values</th></tr>" + swept + "</table>" if swept
+                  else "<p>No factor takes more than one value: nothing was swept.</p>")
+    return f"<table>{body}</table><h3>Swept factors</h3>{swept_html}"
+
+
+def _stats_html(stats: pd.DataFrame) -> str:
+    if stats is None or not len(stats):
+        return '<p class="empty">No statistics: no trials were kept, or no measure varies across them.</p>'
+    by = stats.columns[0]
+    blocks = []
+    for value, group in stats.groupby(by, sort=True):
+        columns = [c for c in STATS_COLUMNS if c in group.columns]
+        blocks.append(f"<h3>{_escape(value)}</h3>{_table(group[columns])}")
+    return ("<p>Per data set and measure: rank correlation with the loss gap (bootstrap 95% CI), granulated "
+            "Kendall &Psi; (Jiang et al. 2020), sign-error over coupled pairs (Dziugaite et al. 2020). "
+            "Also in stats.csv and stats.parquet.</p>" + "".join(blocks))
+
+
+def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
+                stats: pd.DataFrame, figures: list[FigureEntry], load_warnings: list[str],
+                n_points: int, n_trajectories: int) -> str:
+    """The whole page as a string."""
+    dropped_html = (_table(dropped) if dropped is not None and len(dropped)
+                    else "<p>No trial was dropped.</p>")
+    warn_html = ("<h3>Files skipped while loading</h3><pre>" + _escape("\n".join(load_warnings)) + "</pre>"
+                 if load_warnings else "")
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    sections = [
+        f"<h1>Sensitivity and generalization: analysis of {_escape(results_dir)}</h1>",
+        f"<p>Built {now} from the Parquet tables alone (figure 6 recomputes one trial).</p>",
+        f"<h2>Headline</h2><pre>{_escape(headline)}</pre>",
+        f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}",
+        f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",
+        f"<h2>Statistics</h2>{_stats_html(stats)}",
+        *(_figure_html(entry) for entry in figures),
+    ]
+    return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Sensitivity study report</title>"
+            f"<style>{STYLE}</style></head><body>" + "\n".join(sections) + "</body></html>\n")

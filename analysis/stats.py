@@ -1,0 +1,212 @@
+"""How well does a complexity measure predict the generalization gap? (science.md, section 5)
+
+Three views, each computed on the trials table (one row per trial, `hp.*` and `measure.*` columns):
+
+- `rank_correlations`: Spearman rho and Kendall tau between measure and gap over all trials, with
+  percentile-bootstrap 95% confidence intervals.
+- `granulated_kendall`: Jiang et al. 2020, "Fantastic Generalization Measures and Where to Find
+  Them" (ICLR 2020), Sec. 4: per hyperparameter axis, the mean tau over groups of trials in which
+  only that axis varies; Psi is the mean over axes.
+- `sign_error`: Dziugaite et al. 2020, "In Search of Robust Measures of Generalization"
+  (NeurIPS 2020): over coupled pairs of trials that differ in one factor, how often the measure
+  moves the other way than the gap; per factor ("environment") and the worst case over factors.
+
+`measure_table` gathers all three for every measure and data set, for the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman
+
+SEED_AXIS = "hp.seed"
+
+
+def _finite_pairs(df: pd.DataFrame, measure: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """The (measure, target) values of the rows where both are finite, as float64 arrays."""
+    x = pd.to_numeric(df[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    y = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def rank_correlations(df: pd.DataFrame, measure: str, target: str = "gap.loss", n_boot: int = 1000,
+                      seed: int = 0, level: float = 0.95) -> dict[str, float]:
+    """Spearman rho and Kendall tau-b of `measure` against `target`, with bootstrap CIs.
+
+    rho = Pearson correlation of the ranks (average ranks for ties);
+    tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)) with C, D the concordant and discordant pairs,
+    n0 = n(n-1)/2 and n1, n2 the pairs tied in measure, in target (scipy.stats.kendalltau).
+    CI: percentile bootstrap: resample the n trials with replacement `n_boot` times (numpy
+    Generator seeded by `seed`), recompute both coefficients, take the (1-level)/2 and
+    (1+level)/2 quantiles. Rows where either value is missing or infinite are left out.
+
+    Returns n, spearman, spearman_p, spearman_lo, spearman_hi, kendall, kendall_p, kendall_lo, kendall_hi.
+    """
+    x, y = _finite_pairs(df, measure, target)
+    out: dict[str, float] = {"n": float(len(x))}
+    keys = ("spearman", "spearman_p", "spearman_lo", "spearman_hi", "kendall", "kendall_p", "kendall_lo", "kendall_hi")
+    out.update({k: float("nan") for k in keys})
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return out
+    rho = stats.spearmanr(x, y)
+    tau = stats.kendalltau(x, y)
+    out.update(spearman=float(rho.statistic), spearman_p=float(rho.pvalue),
+               kendall=float(tau.statistic), kendall_p=float(tau.pvalue))
+    if n_boot > 0:
+        index = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
+        quantiles = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+        for name, replicates in (("spearman", bootstrap_spearman(x, y, index)),
+                                 ("kendall", bootstrap_kendall(x, y, index))):
+            finite = replicates[np.isfinite(replicates)]  # a resample of one repeated point has no rho
+            if len(finite):
+                out[f"{name}_lo"], out[f"{name}_hi"] = (float(q) for q in np.percentile(finite, quantiles))
+    return out
+
+
+def swept_axes(df: pd.DataFrame, include_seed: bool = False) -> list[str]:
+    """The `hp.*` columns that take more than one value in `df` (hp.seed only if `include_seed`).
+
+    The seed is left out by default: it is not a hyperparameter whose effect a measure should
+    track, and Jiang et al. average over seeds rather than treat them as an axis. Trials that
+    differ in seed still fall in different groups in `granulated_kendall` (conditioned on)."""
+    axes = [c for c in df.columns if c.startswith("hp.") and df[c].nunique(dropna=False) > 1]
+    return [a for a in axes if include_seed or a != SEED_AXIS]
+
+
+def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
+                       axes: Iterable[str] | None = None) -> dict[str, Any]:
+    """Jiang et al. 2020 granulated Kendall coefficient (their Eq. 4-5).
+
+    For axis i, the trials are grouped by the values of every other swept `hp.*` column (so that
+    within a group only axis i varies); with tau_g the Kendall tau-b between measure and target
+    in group g,
+        psi_i = (1/m_i) sum_g tau_g   over the m_i groups with >= 2 trials and a defined tau,
+        Psi   = (1/|A|) sum_{i in A} psi_i   over the axes A with at least one such group.
+    Groups where tau is undefined (measure or target constant in the group) are left out and
+    counted. `axes` defaults to `swept_axes(df)` (all varying hp.* columns except hp.seed); the
+    grouping always uses every varying hp.* column, including ones not listed in `axes`.
+
+    Returns {"Psi", "psi": {axis: psi_i}, "groups": {axis: m_i}, "undefined": {axis: count}, "axes"}.
+    """
+    x_all = pd.to_numeric(df[measure], errors="coerce")
+    y_all = pd.to_numeric(df[target], errors="coerce")
+    frame = df.loc[np.isfinite(x_all) & np.isfinite(y_all)]
+    varying = swept_axes(frame, include_seed=True)
+    axes = swept_axes(frame) if axes is None else list(axes)
+    psi: dict[str, float] = {}
+    groups: dict[str, int] = {}
+    undefined: dict[str, int] = {}
+    for axis in axes:
+        others = [c for c in varying if c != axis]
+        grouped = frame.groupby(others, dropna=False, sort=False) if others else [((), frame)]
+        taus, n_undefined = [], 0
+        for _, group in grouped:
+            if len(group) < 2 or group[axis].nunique(dropna=False) < 2:
+                continue
+            x, y = _finite_pairs(group, measure, target)
+            tau = stats.kendalltau(x, y).statistic if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+            if np.isfinite(tau):
+                taus.append(float(tau))
+            else:
+                n_undefined += 1
+        groups[axis], undefined[axis] = len(taus), n_undefined
+        psi[axis] = float(np.mean(taus)) if taus else float("nan")
+    defined = [v for v in psi.values() if np.isfinite(v)]
+    return {"Psi": float(np.mean(defined)) if defined else float("nan"), "psi": psi, "groups": groups,
+            "undefined": undefined, "axes": list(axes)}
+
+
+def sign_error(df: pd.DataFrame, measure: str, target: str = "gap.loss",
+               min_target_diff: float = 0.0) -> dict[str, Any]:
+    """Dziugaite et al. 2020 sign-error over coupled pairs, per factor and worst case.
+
+    A coupled pair is two trials with the same `pair_id` (they differ in the one factor named in
+    `pair.factor`). For a pair with differences dm (measure) and dg (target),
+        err = (1 - sign(dm) sign(dg)) / 2   in {0, 1/2, 1}
+    (1: the measure moves against the gap; a tie in one of them counts 1/2; the order of the two
+    trials does not matter). Reported: the mean err over all pairs ("overall"), per factor, and
+    the worst factor (the max over environments, their robust view). Pairs with |dg| <=
+    `min_target_diff` are left out as noise (default 0: none). Pairs with a missing member, or a
+    missing or non-finite value, are left out and counted as "incomplete"; pair ids shared by more
+    than two trials are left out and counted as "ambiguous".
+    """
+    result: dict[str, Any] = {"overall": float("nan"), "n_pairs": 0, "per_factor": {}, "worst": float("nan"),
+                              "worst_factor": None, "incomplete": 0, "ambiguous": 0, "below_min_diff": 0}
+    if "pair_id" not in df or df["pair_id"].notna().sum() == 0:
+        return result
+    paired = df[df["pair_id"].notna()]
+    factor_column = paired["pair.factor"] if "pair.factor" in paired else pd.Series("?", index=paired.index)
+    errors: dict[str, list[float]] = {}
+    for _, rows in paired.groupby("pair_id", sort=True):
+        if len(rows) > 2:
+            result["ambiguous"] += 1
+            continue
+        x, y = _finite_pairs(rows, measure, target)
+        if len(x) < 2:
+            result["incomplete"] += 1
+            continue
+        dm, dg = x[1] - x[0], y[1] - y[0]
+        if abs(dg) <= min_target_diff and min_target_diff > 0:
+            result["below_min_diff"] += 1
+            continue
+        names = factor_column.loc[rows.index].dropna()
+        factor = str(names.iloc[0]) if len(names) else "?"
+        errors.setdefault(factor, []).append((1.0 - np.sign(dm) * np.sign(dg)) / 2.0)
+    if not errors:
+        return result
+    per_factor = {f: {"error": float(np.mean(e)), "n": len(e)} for f, e in sorted(errors.items())}
+    worst = max(per_factor, key=lambda f: per_factor[f]["error"])
+    pooled = [e for values in errors.values() for e in values]
+    result.update(overall=float(np.mean(pooled)), n_pairs=len(pooled), per_factor=per_factor,
+                  worst=per_factor[worst]["error"], worst_factor=worst)
+    return result
+
+
+def default_measures(df: pd.DataFrame) -> list[str]:
+    """Every `measure.*` column of `df` with at least two distinct finite values."""
+    out = []
+    for column in df.columns:
+        if column.startswith("measure."):
+            values = pd.to_numeric(df[column], errors="coerce")
+            if values[np.isfinite(values)].nunique() > 1:
+                out.append(column)
+    return out
+
+
+def measure_table(df: pd.DataFrame, measures: Iterable[str] | None = None, target: str = "gap.loss",
+                  by: str | None = "hp.dataset", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per (`by` value, measure): every score of the measure against `target`.
+
+    Columns: <by>, measure, n, spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi,
+    psi (granulated Kendall Psi), sign_error, sign_error_worst, worst_factor, n_pairs, rank.
+    Sorted by `by`, then by Kendall tau, largest first (`rank` 1 = the measure that best tracks
+    the gap, in the sense that a complexity measure should grow with the gap: a measure that
+    shrinks as the gap grows, such as the margin, scores a negative tau and ranks last).
+    `by=None` (or a column absent from df) pools all trials under the value "all".
+    """
+    measures = default_measures(df) if measures is None else list(measures)
+    key = by if by is not None and by in df.columns else "group"
+    groups = df.groupby(by, sort=True) if key == by else [("all", df)]
+    rows = []
+    for value, group in groups:
+        for measure in measures:
+            corr = rank_correlations(group, measure, target, n_boot=n_boot, seed=seed)
+            signs = sign_error(group, measure, target)
+            rows.append({key: value, "measure": measure, "n": int(corr["n"]),
+                         **{k: corr[k] for k in ("spearman", "spearman_lo", "spearman_hi",
+                                                 "kendall", "kendall_lo", "kendall_hi")},
+                         "psi": granulated_kendall(group, measure, target)["Psi"],
+                         "sign_error": signs["overall"], "sign_error_worst": signs["worst"],
+                         "worst_factor": signs["worst_factor"], "n_pairs": signs["n_pairs"]})
+    columns = [key, "measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
+               "kendall_hi", "psi", "sign_error", "sign_error_worst", "worst_factor", "n_pairs"]
+    table = pd.DataFrame(rows, columns=columns)
+    table = table.sort_values([key, "kendall"], ascending=[True, False], na_position="last", ignore_index=True)
+    table["rank"] = table.groupby(key).cumcount() + 1
+    return table

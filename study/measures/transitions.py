@@ -1,0 +1,391 @@
+"""Transitions along trajectories (Novak et al. 2018): how often the activation pattern of a net changes.
+
+A hidden unit's *piece* is the interval between kinks of its nonlinearity that holds its pre-activation z
+(ReLU: z < 0 | z >= 0; ReLU6: z < 0 | 0 <= z < 6 | z >= 6). The activation pattern is the piece of every
+hidden unit; a transition is a change of the pattern along a curve x(t). Smooth nonlinearities have no
+kinks: their pattern is the sign of every pre-activation.
+
+Exact count (piecewise-linear nets, float64). The curves are x(t) = sum_j f_j(t) w_j: an ellipse
+x(θ) = c + u cos θ + v sin θ (f = 1, cos, sin; θ in [0, 2π)) or a segment x(s) = p + (q - p) s
+(f = 1, s; s in [0, 1]). While the layers below l keep one pattern they are affine (a = s z + o with the
+slope s and offset o of each unit's piece), so a layer-l pre-activation is z(t) = sum_j f_j(t) ζ_j, with
+ζ from one forward pass of the w_j (biases and offsets on the constant term only). On an ellipse
+z(θ) = α + β cos θ + γ sin θ = α + R cos(θ - φ), R = sqrt(β² + γ²), φ = atan2(γ, β), which reaches a
+kink k at θ = φ ± arccos((k - α)/R); on a segment z = α + β s reaches it at s = (k - α)/β.
+This is the walk "jump to the next kink crossing, re-evaluate the pattern just past it, recompute the
+coefficients above, repeat", done breadth-first so that the forward passes of all linear regions are
+batched: layer by layer, every piece of the curve on which the layers below keep one pattern is cut at
+the crossings of this layer's units, the layer's pattern on each new piece is read at its midpoint, and
+one batched pass gives the next layer's coefficients on all pieces. After the last hidden layer the
+pieces are the linear regions met along the curve, in order; a transition is a pair of consecutive
+regions with different patterns, so crossings closer than MERGE_TOL count once and a tangency that
+changes nothing counts zero. No sampling resolution enters.
+
+Sampled count (smooth nets): P equally spaced points, count consecutive pairs whose patterns differ;
+double P from 1024 until two doublings in a row leave the count unchanged (converged) or P reaches
+`max_samples`. Two crossings closer than the final spacing still merge: the count is a lower bound.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from study.data import translate
+from study.measures import MeasureContext, MeasureOutput, register
+from study.measures.jacobian import jacobian_norms
+from study.models import MLP
+
+MERGE_TOL = 1e-12  # kink crossings closer than this (radians, or segment fraction) are one transition
+CHUNK = 1024  # curve pieces per batched pass: bounds memory to a few CHUNK x 3 x width float64 tensors
+START_SAMPLES, MAX_SAMPLES = 1024, 2 ** 18
+STABLE_DOUBLINGS = 2  # one unchanged doubling is not enough: two crossings 1/3 sample apart can merge twice
+KINDS = ("train_same_class", "train_diff_class", "test", "random", "translation")
+SHIFTS = range(-3, 4)  # pixel shifts along the translation trajectory
+
+
+@dataclass
+class TransitionCount:
+    transitions: int
+    method: str  # "exact" | "sampled"
+    resolution: int  # exact: kink crossings examined; sampled: samples in the final pass
+    converged: bool
+
+
+def ellipse_through(p0: Tensor, p1: Tensor, p2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(c, u, v) of the ellipse x(θ) = c + u cos θ + v sin θ with x(0) = p0, x(2π/3) = p1, x(4π/3) = p2:
+    c = (p0 + p1 + p2)/3, u = p0 - c, v = (p1 - c + u/2) · 2/√3."""
+    c = (p0 + p1 + p2) / 3
+    u = p0 - c
+    return c, u, (p1 - c + u / 2) * (2 / math.sqrt(3))
+
+
+class _Net:
+    """A float64 copy of an MLP's hidden layers, with its nonlinearity's slope and offset on each piece."""
+
+    def __init__(self, model: MLP) -> None:
+        if not isinstance(model, MLP):
+            raise TypeError(f"transitions need a study.models.MLP, got {type(model).__name__}")
+        self.device = model.layers[0].weight.device
+        self.layers = [(l.weight.detach().to(torch.float64).clone(), l.bias.detach().to(torch.float64).clone())
+                       for l in model.layers[:-1]]
+        self.act = model.act
+        self.kinks = None if model.kinks is None else torch.tensor(model.kinks, dtype=torch.float64, device=self.device)
+        if model.kinks is not None:
+            edges = [-math.inf, *model.kinks, math.inf]
+            pieces = [_affine_piece(model.act, lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+            self.slope, self.offset = torch.tensor(pieces, dtype=torch.float64, device=self.device).T.contiguous()
+
+    def piece(self, z: Tensor) -> Tensor:
+        """Index of the piece that holds z (how many kinks are <= z); the sign for smooth nonlinearities."""
+        return (z >= 0).long() if self.kinks is None else torch.bucketize(z, self.kinks, right=True)
+
+    def patterns(self, x: Tensor) -> Tensor:
+        """Pieces of all hidden units at the points x [P, d], by a forward pass: [P, N] int8."""
+        out = []
+        for w, b in self.layers:
+            z = torch.addmm(b, x, w.T)
+            out.append(self.piece(z).to(torch.int8))
+            x = self.act(z)
+        return torch.cat(out, 1)
+
+
+def _affine_piece(act: torch.nn.Module, lo: float, hi: float) -> tuple[float, float]:
+    """(slope, offset) of act on (lo, hi), from three inner points; raises if act is not affine there."""
+    x = [hi - 3, hi - 2, hi - 1] if lo == -math.inf else [lo + 1, lo + 2, lo + 3] if hi == math.inf else \
+        [lo + (hi - lo) * f for f in (0.25, 0.5, 0.75)]
+    y = act(torch.tensor(x, dtype=torch.float64)).tolist()
+    slope = (y[2] - y[0]) / (x[2] - x[0])
+    offset = y[0] - slope * x[0]
+    if abs(slope * x[1] + offset - y[1]) > 1e-12 * (1 + abs(y[1])):
+        raise ValueError(f"{act} is not affine between its kinks {lo} and {hi}")
+    return slope, offset
+
+
+def _at(kind: str, z: Tensor, t: Tensor) -> Tensor:
+    """z(t) = sum_j f_j(t) ζ_j for coefficients z [n, m, k] at times t [n]: [n, k]."""
+    one = torch.ones_like(t)
+    basis = torch.stack((one, t.cos(), t.sin()) if kind == "ellipse" else (one, t), 1)
+    return torch.bmm(basis[:, None, :], z)[:, 0]
+
+
+def _crossings(net: _Net, kind: str, z: Tensor, t0: Tensor, t1: Tensor) -> tuple[Tensor, Tensor]:
+    """Every time inside (t0, t1) at which a unit reaches a kink, as (piece index, time) pairs, for pieces
+    with coefficients z [n, m, k]. Only the (piece, unit, kink) triples that |z(t) - z(mid)| <=
+    max|z'| |t - mid| leaves possible are solved."""
+    speed = torch.hypot(z[:, 1], z[:, 2]) if kind == "ellipse" else z[:, 1].abs()  # max |dz/dt|
+    reach = speed * ((t1 - t0) / 2)[:, None] * 1.001 + 1e-12
+    gap = net.kinks[:, None, None] - _at(kind, z, (t0 + t1) / 2)  # [K, n, k]
+    kink, i, j = torch.nonzero(gap.abs() <= reach).unbind(1)
+    alpha, level = z[i, 0, j], net.kinks[kink]
+    if kind == "ellipse":
+        beta, gamma = z[i, 1, j], z[i, 2, j]
+        ratio = (level - alpha) / torch.hypot(beta, gamma)
+        phi, spread = torch.atan2(gamma, beta), torch.acos(ratio.clamp(-1, 1))
+        times = torch.remainder(torch.cat([phi - spread, phi + spread]), 2 * math.pi)
+        i, ok = torch.cat([i, i]), torch.cat([ratio.abs() <= 1] * 2)
+    else:
+        times, ok = (level - alpha) / z[i, 1, j], torch.ones_like(i, dtype=torch.bool)
+    inside = ok & (times > t0[i]) & (times < t1[i])
+    return i[inside], times[inside]
+
+
+def _split(t0: Tensor, t1: Tensor, i: Tensor, times: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cut the pieces (t0, t1) at the (piece, time) pairs: (parent, start, end) of the new pieces, in order.
+    A cut within MERGE_TOL of the previous cut or of the end is simultaneous with it: dropped."""
+    parent = torch.cat([torch.arange(len(t0), device=t0.device), i])
+    start = torch.cat([t0, times])
+    order = torch.argsort(start, stable=True)
+    order = order[torch.argsort(parent[order], stable=True)]
+    parent, start = parent[order], start[order]
+    first = torch.ones_like(parent, dtype=torch.bool)
+    first[1:] = parent[1:] != parent[:-1]
+    keep = first.clone()
+    keep[1:] |= (start[1:] - start[:-1] > MERGE_TOL) & (t1[parent[1:]] - start[1:] > MERGE_TOL)
+    parent, start, first = parent[keep], start[keep], first[keep]
+    end = t1[parent].clone()
+    inner = ~torch.cat([first[1:], first.new_ones(1)])  # not the last piece of its parent: ends at the next start
+    end[inner] = start[1:][inner[:-1]]
+    return parent, start, end
+
+
+@dataclass
+class _Tally:
+    """Pattern changes between consecutive regions (or samples) of one curve, fed in order."""
+    count: int = 0
+    events: int = 0
+    first: Tensor | None = None
+    last: Tensor | None = None
+
+    def add(self, pattern: Tensor) -> None:
+        self.first = pattern[0] if self.first is None else self.first
+        seq = pattern if self.last is None else torch.cat([self.last[None], pattern])
+        self.count += int((seq[1:] != seq[:-1]).any(1).sum())
+        self.last = pattern[-1]
+
+    def total(self, closed: bool) -> int:
+        """The changes so far, plus the one from the last region back to the first on a closed curve."""
+        return self.count + int(closed and bool((self.first != self.last).any()))
+
+
+def _descend(net: _Net, kind: str, layer: int, t0: Tensor, t1: Tensor, z: Tensor, prefix: Tensor,
+             tally: _Tally) -> None:
+    """Pieces (t0, t1) on which layers < `layer` keep the pattern `prefix` [n, N_<layer], with this layer's
+    coefficients z [n, m, k]: cut them at this layer's crossings, read its pattern at each new piece's
+    midpoint and go on with the next layer (or hand the regions to the tally after the last)."""
+    i, times = _crossings(net, kind, z, t0, t1)
+    tally.events += len(i)
+    parent, start, end = _split(t0, t1, i, times)
+    for lo in range(0, len(parent), CHUNK):
+        sel, s0, s1 = parent[lo:lo + CHUNK], start[lo:lo + CHUNK], end[lo:lo + CHUNK]
+        zs = z[sel]
+        piece = net.piece(_at(kind, zs, (s0 + s1) / 2))
+        pattern = torch.cat([prefix[sel], piece.to(torch.int8)], 1)
+        if layer + 1 == len(net.layers):
+            tally.add(pattern)
+            continue
+        a = zs * net.slope[piece][:, None, :]  # this layer's output on the piece: s z + o
+        a[:, 0] += net.offset[piece]
+        w, b = net.layers[layer + 1]
+        z_next = torch.matmul(a, w.T)
+        z_next[:, 0] += b
+        _descend(net, kind, layer + 1, s0, s1, z_next, pattern, tally)
+
+
+@torch.no_grad()
+def _exact(net: _Net, kind: str, w: Tensor, closed: bool) -> TransitionCount:
+    """Exact count along one curve made of pieces w [n, m, d], in order (an ellipse: one piece c, u, v
+    over θ in (0, 2π); a polyline: segments p, q - p over s in (0, 1))."""
+    tally = _Tally()
+    w0, b0 = net.layers[0]
+    for lo in range(0, w.shape[0], CHUNK):
+        z = torch.matmul(w[lo:lo + CHUNK], w0.T)
+        z[:, 0] += b0
+        n = z.shape[0]
+        _descend(net, kind, 0, w.new_zeros(n), w.new_full((n,), 2 * math.pi if kind == "ellipse" else 1.0), z,
+                 torch.zeros(n, 0, dtype=torch.int8, device=w.device), tally)
+    return TransitionCount(tally.total(closed), "exact", tally.events, True)
+
+
+def _sampled_changes(net: _Net, point_at: Callable[[Tensor], Tensor], n: int, closed: bool, chunk: int = 4096) -> int:
+    """Consecutive points among point_at(0..n-1) (and last-first if closed) whose patterns differ."""
+    tally = _Tally()
+    for lo in range(0, n, chunk):
+        tally.add(net.patterns(point_at(torch.arange(lo, min(n, lo + chunk), device=net.device))))
+    return tally.total(closed)
+
+
+def _refine(count_at: Callable[[int], int], start: int, max_samples: int) -> TransitionCount:
+    """Double the number of samples until STABLE_DOUBLINGS doublings in a row leave the count unchanged
+    (converged) or max_samples is reached (not converged)."""
+    samples, count, stable = start, count_at(start), 0
+    while samples * 2 <= max_samples:
+        samples, previous = samples * 2, count
+        count = count_at(samples)
+        stable = stable + 1 if count == previous else 0
+        if stable == STABLE_DOUBLINGS:
+            return TransitionCount(count, "sampled", samples, True)
+    return TransitionCount(count, "sampled", samples, False)
+
+
+def _ellipse_at(c: Tensor, u: Tensor, v: Tensor, n: int) -> Callable[[Tensor], Tensor]:
+    """Sample i of n equally spaced in θ: x(2π i / n)."""
+    def at(i: Tensor) -> Tensor:
+        theta = (2 * math.pi / n) * i.to(torch.float64)[:, None]
+        return c + u * theta.cos() + v * theta.sin()
+    return at
+
+
+def _path_at(points: Tensor, n: int) -> Callable[[Tensor], Tensor]:
+    """Sample i of n equally spaced in the polyline's parameter τ in [0, K - 1] (τ = k at vertex k)."""
+    def at(i: Tensor) -> Tensor:
+        tau = i.to(torch.float64) * ((points.shape[0] - 1) / max(n - 1, 1))
+        seg = tau.floor().long().clamp(max=points.shape[0] - 2)
+        return points[seg] + (tau - seg)[:, None] * (points[seg + 1] - points[seg])
+    return at
+
+
+@torch.no_grad()
+def pattern_changes(model: MLP, x: Tensor, closed: bool = True) -> int:
+    """How many consecutive points of x [P, d] (and x[-1], x[0] if closed) have different activation patterns."""
+    net = _Net(model)
+    x = x.to(net.device, torch.float64)
+    return _sampled_changes(net, lambda i: x[i], x.shape[0], closed)
+
+
+@torch.no_grad()
+def count_transitions_ellipses(model: MLP, cs: Tensor, us: Tensor, vs: Tensor,
+                               max_samples: int = MAX_SAMPLES) -> list[TransitionCount]:
+    """count_transitions_ellipse for each of the ellipses cs[b] + us[b] cos θ + vs[b] sin θ ([B, d] each)."""
+    net = _Net(model)
+    w = torch.stack([cs, us, vs], 1).to(net.device, torch.float64)
+    if net.kinks is None:
+        return [_refine(lambda n: _sampled_changes(net, _ellipse_at(*e, n), n, True), START_SAMPLES, max_samples)
+                for e in w]
+    return [_exact(net, "ellipse", e[None], closed=True) for e in w]
+
+
+def count_transitions_ellipse(model: MLP, c: Tensor, u: Tensor, v: Tensor,
+                              max_samples: int = MAX_SAMPLES) -> TransitionCount:
+    """Transitions around the closed ellipse x(θ) = c + u cos θ + v sin θ, θ in [0, 2π): exact for
+    piecewise-linear nets, sampled and refined up to max_samples points for smooth ones."""
+    return count_transitions_ellipses(model, c[None], u[None], v[None], max_samples)[0]
+
+
+@torch.no_grad()
+def count_transitions_path(model: MLP, points: Tensor | list[Tensor],
+                           max_samples: int = MAX_SAMPLES) -> TransitionCount:
+    """Transitions along the open polyline through points [K, d] (K >= 2): exact for piecewise-linear
+    nets (segments x(s) = p_k + (p_{k+1} - p_k) s), sampled and refined for smooth ones."""
+    net = _Net(model)
+    p = (torch.stack(list(points)) if isinstance(points, (list, tuple)) else points).to(net.device, torch.float64)
+    if p.shape[0] < 2:
+        raise ValueError(f"a path needs at least 2 points, got {p.shape[0]}")
+    if net.kinks is None:
+        return _refine(lambda n: _sampled_changes(net, _path_at(p, n), n, False), START_SAMPLES, max_samples)
+    return _exact(net, "segment", torch.stack([p[:-1], p[1:] - p[:-1]], 1), closed=False)
+
+
+# -- the measure ------------------------------------------------------------------------------
+
+@dataclass
+class Trajectory:
+    kind: str
+    index: int
+    points: Tensor  # closed: the 3 points the ellipse passes through; open: the K vertices of the polyline
+    closed: bool
+
+
+def trajectories(ctx: MeasureContext, n: int | None = None) -> list[Trajectory]:
+    """n (default cfg.n_trajectories) trajectories of each kind in KINDS, drawn with the seed
+    cfg.seed_for("trajectories"). A kind the data cannot supply is left out: translation without image
+    structure (image_shape (1, 1, d)), same-class without a class of 3 points, different-class without
+    3 classes, test with fewer than 3 test points."""
+    n = ctx.cfg.n_trajectories if n is None else n
+    g = torch.Generator().manual_seed(ctx.cfg.seed_for("trajectories"))
+    x, x_test, y = ctx.data.x_train, ctx.data.x_test, ctx.data.y_train_true.cpu()
+    counts = torch.bincount(y)
+    eligible, present = torch.nonzero(counts >= 3)[:, 0], torch.nonzero(counts > 0)[:, 0]
+    draw = lambda k, items: items[torch.randperm(len(items), generator=g)[:k]].to(x.device)  # noqa: E731
+    members = lambda cls: torch.nonzero(y == cls.cpu())[:, 0]  # noqa: E731
+    std = x.double().pow(2).sum(1).mean().div(x.shape[1]).sqrt()  # per-coordinate std matched to the data
+    images = tuple(ctx.data.image_shape[:2]) != (1, 1)
+    out = []
+    for kind in KINDS:
+        for i in range(n):
+            if kind == "train_same_class" and len(eligible):
+                points = x[draw(3, members(draw(1, eligible)[0]))]
+            elif kind == "train_diff_class" and len(present) >= 3:
+                points = x[torch.cat([draw(1, members(cls)) for cls in draw(3, present)])]
+            elif kind == "test" and len(x_test) >= 3:
+                points = x_test[draw(3, torch.arange(len(x_test)))]
+            elif kind == "random":
+                points = torch.randn(3, x.shape[1], generator=g, dtype=torch.float64).to(x.device) * std
+            elif kind == "translation" and images:
+                point = x[draw(1, torch.arange(len(x)))]
+                path = torch.cat([translate(point, ctx.data.image_shape, dx) for dx in SHIFTS])
+                out.append(Trajectory(kind, i, path, closed=False))
+                continue
+            else:
+                break
+            out.append(Trajectory(kind, i, points, closed=True))
+    return out
+
+
+def _samples(traj: Trajectory, n: int) -> Tensor:
+    """n points equally spaced in the curve's parameter (θ, or τ along the polyline), float64."""
+    points = traj.points.to(torch.float64)
+    at = _ellipse_at(*ellipse_through(*points), n) if traj.closed else _path_at(points, n)
+    return at(torch.arange(n, device=points.device))
+
+
+def _length(traj: Trajectory) -> float:
+    """Euclidean length: the sum of segment norms, or the perimeter ∫ ||-u sin θ + v cos θ|| dθ by the
+    periodic trapezoid rule on 4096 points (exponentially accurate for this smooth periodic integrand)."""
+    points = traj.points.to(torch.float64)
+    if not traj.closed:
+        return float((points[1:] - points[:-1]).norm(dim=1).sum())
+    _, u, v = ellipse_through(*points)
+    theta = torch.arange(4096, dtype=torch.float64, device=points.device) * (2 * math.pi / 4096)
+    sin, cos = theta.sin(), theta.cos()
+    speed = (sin ** 2 * (u @ u) + cos ** 2 * (v @ v) - 2 * sin * cos * (u @ v)).clamp_min(0).sqrt()
+    return float(speed.mean() * 2 * math.pi)
+
+
+@register("transitions")
+def measure(ctx: MeasureContext) -> MeasureOutput:
+    """Transitions and the softmax-Jacobian norm ||d softmax/dx||_F along each trajectory (one row each);
+    per-kind means as trial columns (train: both train kinds together)."""
+    groups = {"train": ("train_same_class", "train_diff_class"), "test": ("test",), "random": ("random",),
+              "translation": ("translation",)}
+    record: dict[str, float | int | None] = {f"measure.transitions_{k}": None for k in groups}
+    record.update({"measure.jacobian_trajectory_train": None, "measure.jacobian_trajectory_random": None})
+    trajs = trajectories(ctx)
+    if not trajs:
+        return MeasureOutput(record=record)
+    ellipses = [ellipse_through(*t.points.to(torch.float64)) for t in trajs if t.closed]
+    ellipse_counts = iter(count_transitions_ellipses(ctx.model, *map(torch.stack, zip(*ellipses)),
+                                                           max_samples=ctx.cfg.transition_samples) if ellipses else [])
+    dtype = next(ctx.model.parameters()).dtype
+    rows = []
+    for t in trajs:
+        count = next(ellipse_counts) if t.closed else count_transitions_path(ctx.model, t.points,
+                                                                                  max_samples=ctx.cfg.transition_samples)
+        jac = jacobian_norms(ctx.model, _samples(t, ctx.cfg.trajectory_points).to(dtype), chunk_size=ctx.chunk_size)
+        norms = jac.jacobian.double()
+        rows.append({"kind": t.kind, "index": t.index, "transitions": count.transitions, "method": count.method,
+                     "resolution": count.resolution, "converged": count.converged, "length": _length(t),
+                     "jacobian_mean": float(norms.mean()), "jacobian_max": float(norms.max())})
+    table = pd.DataFrame(rows)
+    for name, kinds in groups.items():
+        chosen = table[table.kind.isin(kinds)]
+        if len(chosen):
+            record[f"measure.transitions_{name}"] = float(chosen.transitions.mean())
+            if name in ("train", "random"):
+                record[f"measure.jacobian_trajectory_{name}"] = float(chosen.jacobian_mean.mean())
+    return MeasureOutput(record=record, trajectories=table)
