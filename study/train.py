@@ -59,7 +59,17 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
           progress: Callable[[int, float, float], None] | None = None) -> TrainOutcome:
     """Train in place. `penalty(model, x, y, logits)` is added to the cross-entropy (regularizers).
 
+    A penalty may carry optional hooks (study.regularizers.base): `prepare(model, data)` runs once
+    before training (not timed), `perturb(x)` transforms every training batch before the forward
+    (input noise), and `needs_input_grad = True` marks the batch as requiring grad before the forward,
+    so the penalty differentiates the loss's own logits w.r.t. x instead of running a second forward.
     `progress(steps, loss, train_accuracy)` is called at every accuracy check."""
+    if penalty is not None and hasattr(penalty, "prepare"):
+        penalty.prepare(model, data)
+    perturb = getattr(penalty, "perturb", None)
+    input_grad = bool(getattr(penalty, "needs_input_grad", False))
+    # With a grad-marked batch, backward only to the parameters: x's own gradient is never used.
+    backward_to = [p for p in model.parameters() if p.requires_grad] if input_grad else None
     start = time.perf_counter()
     model.train()
     x, y = data.x_train, data.y_train
@@ -70,6 +80,10 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
     def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         if cfg.augment:
             xb = augment(xb, data.image_shape, cfg.augment_shift, flip, gen)
+        if perturb is not None:
+            xb = perturb(xb)
+        if input_grad:
+            xb = xb.detach().requires_grad_(True)
         logits = model(xb)
         loss = torch.nn.functional.cross_entropy(logits, yb)
         if penalty is not None:
@@ -91,7 +105,7 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
             def closure() -> torch.Tensor:
                 optimizer.zero_grad()
                 loss = batch_loss(x, y)
-                loss.backward()
+                loss.backward(inputs=backward_to)
                 return loss
             remaining = min(cfg.eval_every, cfg.max_steps - steps)
             optimizer.param_groups[0]["max_iter"] = remaining
@@ -117,7 +131,7 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
                     last_loss = loss.item()
                     steps += 1
                     return finish("diverged", f"non-finite training loss at step {steps}")
-                loss.backward()
+                loss.backward(inputs=backward_to)
                 optimizer.step()
                 last_loss = loss.item()
                 steps += 1

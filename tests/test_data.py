@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_cifar_like, write_mnist_like
+from disk_formats import write_cifar_like, write_mnist_like
 from study import data as data_mod
 from study.config import ConfigError, TrialConfig
 from study.data import (DataNotFoundError, augment, load_dataset, randomize_labels, standardize,
