@@ -26,9 +26,16 @@ data:
 		echo "warning: could not install dataset-fashion-mnist; fashion_mnist trials need --data-root"; \
 	else echo "note: $(FASHION) missing; run 'sudo apt-get install dataset-fashion-mnist' for Fashion-MNIST"; fi
 
+# The main job: the quick sweep on real Fashion-MNIST (resumes if interrupted), then figures and report.
 demo: setup
-	$(BIN)/sensitivity trial --set dataset=fashion_mnist --set n_train=1000 --set n_test=1000 \
-		--set width=256 --set depth=3 --out $(OUT) --threads 2
+	$(BIN)/sensitivity sweep quick --out $(OUT)
+	$(BIN)/sensitivity analyze $(OUT) --out $(OUT)/report
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+soak: setup
+	$(BIN)/python -m pytest -q -m soak tests
 
 test: setup
 	$(BIN)/python -m pytest -q

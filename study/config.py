@@ -64,7 +64,7 @@ class TrialConfig:
     # measures
     n_trajectories: int = 2  # trajectories per kind for the transitions measure
     trajectory_points: int = 64  # points per trajectory at which the Jacobian norm is averaged
-    transition_samples: int = 65536  # sampling cap for smooth nonlinearities (piecewise-linear nets are exact)
+    transition_samples: int = 16384  # sampling cap for smooth nonlinearities (piecewise-linear nets are exact)
     seed: int = 0
 
     def __post_init__(self) -> None:

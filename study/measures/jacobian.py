@@ -6,8 +6,9 @@ softmax Jacobian is J = S A with S = diag(p) - p p^T. Per point we report
 
 For an MLP the Jacobian is built by batched reverse mode over all classes at once, as explicit
 matrix products: G = W_L D_{L-1} W_{L-1} ... D_1 = dh/dz_1 (D_l = diag s'(z_l)), then A = G W_1.
-When the first hidden layer is narrower than the input we never form A: with M = W_1 W_1^T,
-||X W_1||_F^2 = sum((X M) * X) for X in {G, S G}, so the input dimension leaves the per-point cost.
+When the first hidden layer is narrower than the input we never form A: with M = W_1 W_1^T, the
+C x C matrix K = A A^T = G M G^T gives ||A||_F^2 = tr K, ||J||_F^2 = tr(S K S) and ||J_y||^2 = (S K S)_yy,
+so the input dimension leaves the per-point cost and one [C, n_1] x [n_1, n_1] product per point remains.
 Any other module falls back to C vector-Jacobian products with autograd.
 """
 
@@ -54,7 +55,7 @@ def _mlp_first_layer_grad(model: MLP, x: torch.Tensor) -> tuple[torch.Tensor, to
     logits = model.layers[-1](h)
     g = model.layers[-1].weight.expand(x.shape[0], -1, -1) * slopes[-1][:, None, :]
     for layer, slope in zip(reversed(model.layers[1:-1]), reversed(slopes[:-1])):
-        g = torch.matmul(g, layer.weight) * slope[:, None, :]
+        g = torch.matmul(g, layer.weight).mul_(slope[:, None, :])  # in place: one fresh [B, C, n] per layer
     return logits, g
 
 
@@ -73,14 +74,20 @@ def logit_jacobian(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _norms_from(p: torch.Tensor, g: torch.Tensor, gram: torch.Tensor | None, y: torch.Tensor | None) -> JacobianNorms:
-    def sq(m: torch.Tensor) -> torch.Tensor:  # ||m W||_F^2 per point, m [B, R, k]
-        return (torch.matmul(m, gram) * m).sum(dim=(1, 2)) if gram is not None else (m * m).sum(dim=(1, 2))
+    if gram is not None:  # A = G W_1 is never formed: K = A A^T = G M G^T is C x C per point
+        k = torch.matmul(torch.matmul(g, gram), g.transpose(1, 2))  # [B, C, C]
+        s = torch.diag_embed(p) - p[:, :, None] * p[:, None, :]  # S = diag(p) - p p^T, symmetric
+        sks = torch.matmul(torch.matmul(s, k), s)  # (S A)(S A)^T
+        jy = None
+        if y is not None:
+            jy = sks[torch.arange(len(y), device=y.device), y, y].clamp_min(0).sqrt()
+        trace = lambda m: m.diagonal(dim1=1, dim2=2).sum(1).clamp_min(0).sqrt()  # noqa: E731
+        return JacobianNorms(trace(sks), trace(k), jy)
     sg = _softmax_times(p, g)
     jy = None
     if y is not None:
-        row = sg[torch.arange(len(y), device=y.device), y][:, None, :]
-        jy = sq(row).clamp_min(0).sqrt()
-    return JacobianNorms(sq(sg).clamp_min(0).sqrt(), sq(g).clamp_min(0).sqrt(), jy)
+        jy = sg[torch.arange(len(y), device=y.device), y].norm(dim=1)
+    return JacobianNorms(sg.flatten(1).norm(dim=1), g.flatten(1).norm(dim=1), jy)
 
 
 def jacobian_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
