@@ -2,10 +2,12 @@
 
     build_report("results/", "results/report")   # -> "results/report/report.html"
 
-Writes into `out_dir`: fig1..fig6 as PNG and PDF, `stats.csv` and `stats.parquet` (the
+Writes into `out_dir`: fig1..fig7 as PNG and PDF, `stats.csv` and `stats.parquet` (the
 `analysis.stats.measure_table` of the kept trials), `headline.txt` (the measured rank correlations
-of the Jacobian norm and of transitions with the gap, per data set, with 95% bootstrap CIs) and
-`report.html` (figures embedded as base64 PNG, so the file can be mailed alone). Everything is
+of the Jacobian norm and of transitions with the gap, per data set, with 95% bootstrap CIs),
+`intervention.csv` and `intervention_pairs.csv` (regularized nets vs their unregularized twins,
+`analysis.intervention`; the section and figure 7 are skipped, saying why, without regularized
+trials) and `report.html` (figures embedded as base64 PNG, so the file can be mailed alone). Everything is
 rebuilt from the Parquet tables, except figure 6, which recomputes one trial (see `region_trial`).
 A report always renders: empty sections say why they are empty.
 """
@@ -23,8 +25,9 @@ import pandas as pd
 
 from analysis import filter_trials, load_points, load_trajectories, load_trials
 from analysis.figures import (fig1_jacobian_vs_gap, fig2_transitions, fig3_per_point, fig4_pairs, fig5_manifold,
-                              fig6_linear_regions)
-from analysis.report_html import FigureEntry, render_html
+                              fig6_linear_regions, fig7_regularizers)
+from analysis.intervention import conclusion, intervention_effects, regularizer_pairs
+from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
 from study.config import ConfigError, TrialConfig
 from study.models import KINKS
@@ -178,6 +181,46 @@ def _figure6(kept: pd.DataFrame, out_dir: str, data_root: str | None, device: st
     return FigureEntry(title, paths=paths, note=note)
 
 
+# -- regularizers: regularized nets vs their unregularized twins -------------------------------------
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def intervention_section(trials: pd.DataFrame, kept: pd.DataFrame, out_dir: str, n_boot: int,
+                         log: Callable[[str], None]) -> InterventionSection:
+    """Pairs of kept trials (a regularized net and its unregularized twin), their effects with CIs
+    (written to intervention.csv, the pairs to intervention_pairs.csv), one sentence per regularizer
+    and figure 7. Without regularized trials, or without pairs, the section says why it is empty."""
+    regularizer = trials["hp.regularizer"].fillna("none") if "hp.regularizer" in trials else pd.Series(dtype=object)
+    n_loaded = int((regularizer != "none").sum())
+    pairs = regularizer_pairs(kept)
+    effects = intervention_effects(pairs, n_boot=n_boot)
+    effects.to_csv(os.path.join(out_dir, "intervention.csv"), index=False)
+    pairs.to_csv(os.path.join(out_dir, "intervention_pairs.csv"), index=False)
+    if n_loaded == 0:
+        return InterventionSection("Skipped: no regularized trials (hp.regularizer is 'none' in every trial). Run a "
+                                   "sweep that sets regularizer to compare regularized nets with their unregularized "
+                                   "twins.")
+    n_kept, unmatched = pairs.attrs["n_regularized"], pairs.attrs["unmatched"]
+    listed = ", ".join(unmatched[:10]) + (" ..." if len(unmatched) > 10 else "")
+    note = (f"{_plural(n_loaded, 'regularized trial')} loaded, {n_kept} kept by the filter (only nets that fit "
+            f"their training set enter, as in the rest of the study); {_plural(len(pairs), 'pair')} with an "
+            "unregularized twin (the same config with regularizer=none, also kept); "
+            f"{_plural(len(unmatched), 'regularized trial')} without an unregularized twin (never run, or dropped "
+            f"by the filter){': ' + listed if unmatched else ''}.")
+    if pairs.attrs["duplicate_baselines"]:
+        note += (f" {pairs.attrs['duplicate_baselines']} config(s) had more than one unregularized record; "
+                 "the newest served.")
+    if not len(pairs):
+        return InterventionSection(note + " No pairs, so nothing to compare.")
+    figure = _draw("Figure 7: regularized nets vs their unregularized twins",
+                   lambda: fig7_regularizers(kept, out_dir, n_boot=n_boot), log,
+                   "Rows 1-2: change of the loss gap against the ratio of the softmax and of the logit Jacobian "
+                   "within pairs; row 3: test accuracy against strength, dashed: the unregularized twins.")
+    return InterventionSection(note, conclusion(effects), effects, figure)
+
+
 # -- the report -------------------------------------------------------------------------------------
 
 def _draw(title: str, draw: Callable[[], list[str]], log: Callable[[str], None], note: str = "") -> FigureEntry:
@@ -217,10 +260,11 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
         ]
     else:
         figures = [FigureEntry("Figures", note="No figures: every trial was dropped by the filter (see above).")]
+    intervention = intervention_section(inputs.trials, kept, out_dir, n_boot, log)
     page = render_html(results_dir=results_dir, meta=sweep_metadata(inputs.trials, kept), headline=text,
                        dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
                        figures=figures, load_warnings=inputs.load_warnings,
-                       n_points=len(points), n_trajectories=len(trajectories))
+                       n_points=len(points), n_trajectories=len(trajectories), intervention=intervention)
     path = os.path.join(out_dir, "report.html")
     temp = f"{path}.tmp-{os.getpid()}"
     with open(temp, "w", encoding="utf-8") as handle:

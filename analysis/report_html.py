@@ -37,6 +37,19 @@ class FigureEntry:
     note: str = ""
 
 
+@dataclass
+class InterventionSection:
+    """The regularizer section: conclusions, the effects table, figure 7, or a note saying why it is skipped."""
+
+    note: str  # counts (regularized trials, pairs, unmatched) or why the section is skipped
+    conclusions: list[str] = field(default_factory=list)
+    effects: pd.DataFrame | None = None
+    figure: FigureEntry | None = None
+
+
+INTERVENTION_TITLE = "Regularizers: does lowering the Jacobian lower the gap?"
+
+
 def _escape(text: object) -> str:
     return html.escape(str(text))
 
@@ -94,9 +107,58 @@ def _stats_html(stats: pd.DataFrame) -> str:
             "Also in stats.csv and stats.parquet.</p>" + "".join(blocks))
 
 
+def _interval(row: pd.Series, name: str, transform=lambda v: v, digits: int = 3) -> str:
+    value, lo, hi = (row.get(f"{name}{end}", np.nan) for end in ("", "_lo", "_hi"))
+    if value is None or not np.isfinite(value):
+        return "–"
+    text = f"{transform(value):.{digits}f}"
+    if lo is not None and np.isfinite(lo) and np.isfinite(hi):
+        text += f" [{transform(lo):.{digits}f}, {transform(hi):.{digits}f}]"
+    return text
+
+
+def _effects_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effects of analysis.intervention as a readable table: ratios as exp(log ratio), CIs in brackets."""
+    ratio = np.exp
+    rows = []
+    for _, row in effects.iterrows():
+        rows.append({
+            "regularizer": row["method"] if row["level"] == "regularizer" else "",
+            "setting": row["setting"] if row["level"] == "strength" else f"all ({row['setting']})",
+            "pairs": int(row["n"]),
+            "Δ loss gap (nats)": _interval(row, "d_gap_loss"),
+            "softmax J ratio (median)": _interval(row, "softmax_log_ratio", ratio, 2),
+            "logit J ratio (median)": _interval(row, "logit_log_ratio", ratio, 2),
+            "softmax J down": f"{row['frac_softmax_down']:.0%}" if np.isfinite(row["frac_softmax_down"]) else "–",
+            "logit J down": f"{row['frac_logit_down']:.0%}" if np.isfinite(row["frac_logit_down"]) else "–",
+            "gap down": f"{row['frac_gap_down']:.0%}" if np.isfinite(row["frac_gap_down"]) else "–",
+            "Spearman ΔJ softmax vs Δgap": _interval(row, "spearman", digits=2),
+            "Δ test accuracy": _interval(row, "d_test_accuracy"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _intervention_html(section: InterventionSection | None) -> str:
+    if section is None:
+        return ""
+    parts = [f"<h2>{_escape(INTERVENTION_TITLE)}</h2>", f"<p>{_escape(section.note)}</p>"]
+    if section.conclusions:
+        items = "".join(f"<li>{_escape(sentence)}</li>" for sentence in section.conclusions)
+        parts.append("<h3>What was measured</h3><ul>" + items + "</ul>")
+    if section.effects is not None and len(section.effects):
+        parts.append("<h3>Effects within pairs (regularized − unregularized twin)</h3>"
+                     "<p>Means (Δ) and medians (Jacobian ratios J<sub>reg</sub>/J<sub>base</sub>) with 95% "
+                     "percentile-bootstrap CIs; a change counts as a rise or fall only when its CI excludes no "
+                     "change. Also in intervention.csv (log ratios) and intervention_pairs.csv.</p>"
+                     + _table(_effects_table(section.effects)))
+    if section.figure is not None:
+        parts.append(_figure_html(section.figure).replace("<h2>", "<h3>").replace("</h2>", "</h3>"))
+    return "\n".join(parts)
+
+
 def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
                 stats: pd.DataFrame, figures: list[FigureEntry], load_warnings: list[str],
-                n_points: int, n_trajectories: int) -> str:
+                n_points: int, n_trajectories: int, intervention: InterventionSection | None = None) -> str:
     """The whole page as a string."""
     dropped_html = (_table(dropped) if dropped is not None and len(dropped)
                     else "<p>No trial was dropped.</p>")
@@ -111,6 +173,7 @@ def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFra
         f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",
         f"<h2>Statistics</h2>{_stats_html(stats)}",
         *(_figure_html(entry) for entry in figures),
+        _intervention_html(intervention),
     ]
     return ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Sensitivity study report</title>"
             f"<style>{STYLE}</style></head><body>" + "\n".join(sections) + "</body></html>\n")

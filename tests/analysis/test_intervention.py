@@ -1,0 +1,262 @@
+"""Regularizers as interventions: twin matching, deltas, bootstrap effects, conclusions, figure 7, report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import load_trials
+from analysis.figures import draw_fig7, fig7_regularizers
+from analysis.intervention import (conclusion, conclusion_sentence, bootstrap_statistic, intervention_effects,
+                                   regularizer_pairs)
+from analysis.report import build_report
+from study.config import TrialConfig
+from study.records import hp_record, write_trial
+
+START = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
+BASES = [TrialConfig(dataset=d, width=w, seed=s, n_train=200, n_test=200)
+         for d, w, s in itertools.product(("digits", "synthetic"), (8, 32), (0, 1, 2))]  # 12 base configs
+# Regularized variants with known multiplicative Jacobian changes and additive gap changes:
+# (settings, softmax J factor, logit J factor, gap change, test accuracy change)
+VARIANTS = [
+    ({"regularizer": "jacobian", "reg_strength": 0.01}, 1.15, 0.5, -0.02, 0.01),
+    ({"regularizer": "jacobian", "reg_strength": 0.1}, 1.3, 0.25, -0.05, 0.02),  # the trap: logit falls, softmax rises
+    ({"regularizer": "input_noise", "noise_std": 0.1}, 0.8, 0.8, 0.0, 0.0),
+    ({"regularizer": "input_noise", "noise_std": 0.3}, 0.7, 0.7, 0.0, -0.01),
+]
+
+
+def _base_values(i: int) -> dict:
+    """Baseline measures of base config i: distinct per config, so a wrong match shows."""
+    return {"gap.loss": 0.3 + 0.05 * i, "gap.accuracy": 0.1 + 0.01 * i, "test.accuracy": 0.8 - 0.01 * i,
+            "measure.jacobian_test": 0.2 + 0.03 * i, "measure.logit_jacobian_test": 5.0 + i}
+
+
+def _row(cfg: TrialConfig, values: dict, minute: int) -> dict:
+    return {**hp_record(cfg), "trial_id": cfg.trial_id, "status": "ok", "train.accuracy": 1.0, "train.loss": 0.01,
+            "test.loss": 0.01 + values["gap.loss"], **values,
+            "created_at": pd.Timestamp(START + dt.timedelta(minutes=minute))}
+
+
+def make_trials(noise: float = 0.01, seed: int = 0) -> tuple[pd.DataFrame, dict]:
+    """The trials table (12 baselines, 48 regularized twins, 1 regularized trial without a twin) and
+    {regularized trial id: (baseline id, expected deltas)}. `noise` jitters each delta, so that CIs have width."""
+    rng = np.random.default_rng(seed)
+    rows, expected = [], {}
+    for i, base in enumerate(BASES):
+        values = _base_values(i)
+        rows.append(_row(base, values, len(rows)))
+        for settings, f_soft, f_logit, d_gap, d_acc in VARIANTS:
+            cfg = base.replace(**settings)
+            jitter = rng.normal(0, noise, size=4)
+            new = {"gap.loss": values["gap.loss"] + d_gap + jitter[0],
+                   "gap.accuracy": values["gap.accuracy"] - d_acc,
+                   "test.accuracy": values["test.accuracy"] + d_acc,
+                   "measure.jacobian_test": values["measure.jacobian_test"] * f_soft * math.exp(jitter[1]),
+                   "measure.logit_jacobian_test": values["measure.logit_jacobian_test"] * f_logit * math.exp(jitter[2])}
+            rows.append(_row(cfg, new, len(rows)))
+            expected[cfg.trial_id] = (base.trial_id, {
+                "d_gap_loss": new["gap.loss"] - values["gap.loss"], "d_gap_accuracy": -d_acc, "d_test_accuracy": d_acc,
+                "d_jacobian": new["measure.jacobian_test"] - values["measure.jacobian_test"],
+                "d_logit_jacobian": new["measure.logit_jacobian_test"] - values["measure.logit_jacobian_test"],
+                "log_ratio_jacobian": math.log(f_soft) + jitter[1],
+                "log_ratio_logit_jacobian": math.log(f_logit) + jitter[2]})
+    orphan = BASES[0].replace(seed=9, regularizer="jacobian", reg_strength=0.1)  # its baseline was never run
+    rows.append(_row(orphan, _base_values(0), len(rows)))
+    return pd.DataFrame(rows), expected
+
+
+@pytest.fixture(scope="module")
+def trials():
+    return make_trials()
+
+
+@pytest.fixture(scope="module")
+def pairs(trials):
+    return regularizer_pairs(trials[0])
+
+
+# -- matching and deltas ----------------------------------------------------------------------------
+
+def test_matching_finds_exactly_the_twins_and_counts_the_orphan(trials, pairs):
+    table, expected = trials
+    assert len(pairs) == 48 and set(pairs["trial_id"]) == set(expected)
+    assert dict(zip(pairs["trial_id"], pairs["baseline_id"])) == {k: v[0] for k, v in expected.items()}
+    assert pairs.attrs["n_regularized"] == 49 and pairs.attrs["duplicate_baselines"] == 0
+    orphan = table.loc[table["hp.seed"] == 9, "trial_id"].item()
+    assert pairs.attrs["unmatched"] == [orphan]
+    assert set(pairs["method"]) == {"jacobian", "input_noise"}
+    noise = pairs[pairs["regularizer"] == "input_noise"]
+    assert sorted(noise["strength"].unique()) == [0.1, 0.3] and set(noise["setting"]) == {"σ=0.1", "σ=0.3"}
+    assert set(pairs.loc[pairs["regularizer"] == "jacobian", "setting"]) == {"λ=0.01", "λ=0.1"}
+
+
+def test_deltas_equal_hand_computed_values(trials, pairs):
+    _, expected = trials
+    for row in pairs.itertuples(index=False):
+        for column, value in expected[row.trial_id][1].items():
+            assert getattr(row, column) == pytest.approx(value, abs=1e-12), column
+
+
+def test_matching_ignores_pair_id_and_other_hp_differences():
+    base = TrialConfig(width=8)
+    rows = [_row(base, _base_values(0), 0), _row(base.replace(lr=0.01), _base_values(1), 1),
+            _row(base.replace(lr=0.01, regularizer="jacobian", reg_strength=1.0), _base_values(2), 2),
+            _row(base.replace(regularizer="jacobian", reg_strength=1.0, reg_target="softmax"), _base_values(3), 3)]
+    frame = pd.DataFrame(rows)
+    frame["pair_id"] = ["x", "y", "x", None]  # misleading pair ids must not matter
+    pairs = regularizer_pairs(frame)
+    assert list(pairs["baseline_id"]) == [rows[1]["trial_id"], rows[0]["trial_id"]]
+    assert list(pairs["method"]) == ["jacobian", "jacobian (softmax target)"]
+    assert pairs["d_gap_loss"].tolist() == pytest.approx([0.05, 0.15])
+
+
+def test_no_regularized_trials_gives_an_empty_table():
+    pairs = regularizer_pairs(pd.DataFrame([_row(TrialConfig(), _base_values(0), 0)]))
+    assert len(pairs) == 0 and pairs.attrs["n_regularized"] == 0 and pairs.attrs["unmatched"] == []
+    assert len(intervention_effects(pairs)) == 0 and conclusion(intervention_effects(pairs)) == []
+
+
+# -- effects ----------------------------------------------------------------------------------------
+
+def test_effects_mean_median_fractions_and_cis(pairs):
+    effects = intervention_effects(pairs, n_boot=400, seed=3)
+    assert list(effects["level"]) == ["regularizer", "strength", "strength"] * 2
+    assert list(effects["method"]) == ["jacobian"] * 3 + ["input_noise"] * 3
+    for _, row in effects.iterrows():
+        sub = pairs[pairs["method"] == row["method"]]
+        if row["level"] == "strength":
+            sub = sub[sub["setting"] == row["setting"]]
+        assert row["n"] == len(sub)
+        assert row["d_gap_loss"] == pytest.approx(sub["d_gap_loss"].mean())
+        assert row["softmax_log_ratio"] == pytest.approx(sub["log_ratio_jacobian"].median())
+        assert row["logit_log_ratio"] == pytest.approx(sub["log_ratio_logit_jacobian"].median())
+        assert row["frac_softmax_down"] == pytest.approx((sub["log_ratio_jacobian"] < 0).mean())
+        assert row["frac_gap_down"] == pytest.approx((sub["d_gap_loss"] < 0).mean())
+        for name in ("d_gap_loss", "softmax_log_ratio", "logit_log_ratio", "d_test_accuracy"):
+            assert row[f"{name}_lo"] <= row[name] <= row[f"{name}_hi"], name
+        assert row["spearman_lo"] <= row["spearman"] <= row["spearman_hi"]
+    again = intervention_effects(pairs, n_boot=400, seed=3)
+    pd.testing.assert_frame_equal(effects, again)
+    other = intervention_effects(pairs, n_boot=400, seed=4)
+    assert not np.allclose(effects["d_gap_loss_lo"], other["d_gap_loss_lo"])
+
+
+def test_bootstrap_statistic_matches_a_loop_and_refuses_tiny_samples():
+    values = np.array([0.3, -0.1, 0.5, 0.2, 0.9, -0.4, 0.1])
+    est, lo, hi = bootstrap_statistic(values, np.mean, n_boot=300, seed=1)
+    index = np.random.default_rng(1).integers(0, 7, size=(300, 7))
+    loop = [values[row].mean() for row in index]
+    assert est == pytest.approx(values.mean())
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])))
+    assert math.isnan(bootstrap_statistic(values[:2], np.mean)[1])  # two pairs: no CI
+    assert math.isnan(bootstrap_statistic(np.array([np.nan]), np.mean)[0])
+
+
+def test_spearman_needs_five_pairs(pairs):
+    few = intervention_effects(pairs.groupby("setting").head(2), n_boot=100)  # 4 pairs per regularizer
+    assert few["spearman"].isna().all()
+
+
+# -- conclusion -------------------------------------------------------------------------------------
+
+def test_conclusion_names_the_jacobian_that_moved(pairs):
+    effects = intervention_effects(pairs, n_boot=400)
+    sentences = conclusion(effects)
+    assert len(sentences) == 2
+    jacobian, noise = sentences  # in study.config.REGULARIZERS order
+    assert jacobian.startswith("jacobian (n=24; λ=0.01, λ=0.1): the logit Jacobian fell ")
+    assert "while the softmax Jacobian rose " in jacobian
+    assert jacobian.endswith(": lowering the logit Jacobian lowered the gap.")
+    assert re.search(r"the loss gap changed by -0\.0\d+ \[-0\.0\d+, -0\.0\d+\] nats", jacobian)
+    assert noise.startswith("input_noise (n=24; σ=0.1, σ=0.3): the softmax Jacobian fell ")
+    assert "and the logit Jacobian fell" in noise and "the loss gap showed no clear change" in noise
+    assert noise.endswith("lowering both Jacobians did not clearly change the gap.")
+    row = effects[(effects["method"] == "jacobian") & (effects["level"] == "regularizer")].iloc[0]
+    fold = math.exp(-row["logit_log_ratio"])
+    assert f"fell {fold:.1f}x [{math.exp(-row['logit_log_ratio_hi']):.1f}, " in jacobian
+
+
+def test_conclusion_for_a_regularizer_that_lowers_no_jacobian():
+    row = pd.Series({"method": "bias_jacobian", "n": 6, "setting": "λ=1", "d_gap_loss": 0.1, "d_gap_loss_lo": 0.05,
+                     "d_gap_loss_hi": 0.2, "softmax_log_ratio": 0.3, "softmax_log_ratio_lo": 0.1,
+                     "softmax_log_ratio_hi": 0.5, "logit_log_ratio": 0.0, "logit_log_ratio_lo": -0.1,
+                     "logit_log_ratio_hi": 0.1})
+    text = conclusion_sentence(row)
+    assert "the softmax Jacobian rose 1.35x [1.11, 1.65] while the logit Jacobian showed no clear change" in text
+    assert "the loss gap changed by 0.1 [0.05, 0.2] nats" in text and "neither Jacobian fell" in text
+    few = row.copy()
+    few["n"] = 2
+    assert "no conclusion" in conclusion_sentence(few)
+
+
+# -- figure 7 and the report ------------------------------------------------------------------------
+
+def _write(location: str, table: pd.DataFrame) -> None:
+    for record in table.to_dict("records"):
+        write_trial(location, record["trial_id"], record, pd.DataFrame(), pd.DataFrame())
+
+
+def _text(fig) -> list[str]:
+    return [ax.get_xlabel() for ax in fig.axes] + [ax.get_ylabel() for ax in fig.axes]
+
+
+def test_fig7_files_and_labelled_axes(trials, tmp_path):
+    fig = draw_fig7(trials[0], n_boot=100)
+    panels = [ax for ax in fig.axes if ax.collections]
+    assert len(panels) == 6  # 2 regularizers x 3 rows
+    labels = " ".join(_text(fig))
+    assert "softmax Jacobian" in labels and "logit Jacobian" in labels and "Δ loss gap" in labels
+    assert "test accuracy" in labels and "noise std" in labels and "strength $\\lambda$" in labels
+    assert all(ax.get_xscale() == "log" for ax in panels)
+    paths = fig7_regularizers(trials[0], str(tmp_path), n_boot=100)
+    assert [os.path.basename(p) for p in paths] == ["fig7_regularizers.png", "fig7_regularizers.pdf"]
+    assert all(os.path.getsize(p) > 2000 for p in paths)
+
+
+@pytest.mark.parametrize("case", ["no_regularized", "no_twins"])
+def test_fig7_without_pairs_says_so(trials, case, tmp_path):
+    table = trials[0]
+    table = table[table["hp.regularizer"] == "none"] if case == "no_regularized" else \
+        table[table["hp.regularizer"] != "none"]
+    fig = draw_fig7(table)
+    text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    expected = "No regularized trials" if case == "no_regularized" else "none with an unregularized twin"
+    assert expected in text
+    assert all(os.path.getsize(p) > 1000 for p in fig7_regularizers(table, str(tmp_path)))
+
+
+def test_report_has_the_regularizer_section(trials, tmp_path):
+    _write(str(tmp_path), trials[0])
+    out = tmp_path / "report"
+    page = open(build_report(str(tmp_path), str(out), recompute=False, n_boot=100, log=lambda _: None),
+                encoding="utf-8").read()
+    assert "Regularizers: does lowering the Jacobian lower the gap?" in page
+    assert "Figure 7" in page and (out / "fig7_regularizers.png").exists() and (out / "fig7_regularizers.pdf").exists()
+    effects = pd.read_csv(out / "intervention.csv")
+    assert set(effects["method"]) == {"jacobian", "input_noise"} and effects["n"].max() == 24
+    sentences = conclusion(intervention_effects(regularizer_pairs(load_trials(str(tmp_path))), n_boot=100))
+    for sentence in sentences:
+        assert sentence in page
+    assert "lowering the logit Jacobian lowered the gap" in page
+    assert "1 regularized trial without an unregularized twin" in page
+
+
+def test_report_skips_the_section_without_regularized_trials(trials, tmp_path):
+    table = trials[0]
+    _write(str(tmp_path), table[table["hp.regularizer"] == "none"])
+    page = open(build_report(str(tmp_path), str(tmp_path / "r"), recompute=False, n_boot=50, log=lambda _: None),
+                encoding="utf-8").read()
+    assert "Regularizers: does lowering the Jacobian lower the gap?" in page
+    assert "Skipped: no regularized trials" in page and not (tmp_path / "r" / "fig7_regularizers.png").exists()
