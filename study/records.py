@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from typing import Any
 
@@ -193,3 +194,21 @@ def completed_trial_ids(location: str) -> set[str]:
         if info.type == pafs.FileType.File and name.endswith(".parquet") and not name.startswith((".", "_")):
             done.add(name[: -len(".parquet")])
     return done
+
+
+def unreadable_records(location: str, trial_ids: set[str] | list[str]) -> list[str]:
+    """Ids among `trial_ids` whose trials/ file has no valid Parquet footer (say, truncated by an interrupted
+    copy, or overwritten by something else): not a complete record, so a sweep runs those trials again.
+    Reads each file's footer only (a few KiB; one ranged GET on object stores)."""
+    fs, root = resolve(location)
+
+    def unreadable(trial_id: str) -> bool:
+        try:
+            with fs.open_input_file(f"{root.rstrip('/')}/trials/{trial_id}.parquet") as handle:
+                return pq.ParquetFile(handle).metadata.num_rows < 1
+        except (OSError, pa.ArrowException, ValueError):
+            return True
+
+    ids = sorted(trial_ids)
+    with ThreadPoolExecutor(max_workers=8 if isinstance(fs, pafs.LocalFileSystem) else 16) as pool:
+        return [tid for tid, bad in zip(ids, pool.map(unreadable, ids)) if bad]

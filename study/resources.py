@@ -46,7 +46,10 @@ def estimate_bytes(cfg: TrialConfig, chunk_size: int = 1024) -> int:
     batch = cfg.n_train if (cfg.full_batch or cfg.optimizer == "lbfgs") else min(cfg.batch_size, cfg.n_train)
     activations = 3 * batch * (d + cfg.width * (cfg.depth - 1) + c)
     jacobian = 3 * min(chunk_size, max(cfg.n_train, cfg.n_test)) * c * max(cfg.width, d)
-    return 4 * (params * copies + data + activations + jacobian)
+    raw = 0
+    if cfg.dataset == "synthetic":  # both splits generated at full size, in float64, then cast
+        raw = 2 * 3 * max(cfg.n_train, cfg.n_test, 20000) * d
+    return 4 * (params * copies + data + activations + jacobian + raw)
 
 
 def available_bytes(device: torch.device) -> int:

@@ -1,0 +1,113 @@
+"""The sweep's output location (a directory every node sees, or s3://bucket/prefix): checks, metadata, status.
+
+The Parquet records are the source of truth: a trial is done when trials/<trial_id>.parquet exists
+(study.records.completed_trial_ids). Besides them a sweep writes one small JSON file per launch,
+sweeps/<sweep_id>-<UTC time>-<pid>.json (preset, overrides, seed, N, trial ids, start and end time,
+host, counts), written atomically: a hidden temp file renamed into place, or one PUT on object stores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections import Counter
+from typing import Any, Iterable
+
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from study.config import ConfigError
+from study.records import TABLES, resolve
+
+STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
+
+
+def absolute(location: str) -> str:
+    """Workers run elsewhere (another directory, another node): give them an absolute path or the URI."""
+    return location if "://" in location else os.path.abspath(location)
+
+
+def check_writable(location: str, timeout_s: float = 10.0) -> None:
+    """ConfigError (one line) unless records can be written at `location`; writes nothing."""
+    if "://" not in location:
+        path = os.path.abspath(location)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"--out {location} is a file, not a directory")
+        probe = path
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise ConfigError(f"--out {location} cannot be created: {probe} is a file, not a directory")
+        try:  # 1 MiB into an unnamed temporary file (O_TMPFILE): proves write access and some free space
+            with tempfile.TemporaryFile(dir=probe) as handle:  # (quotas included); leaves nothing behind
+                handle.write(bytes(2 ** 20))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise ConfigError(f"--out {location} is not writable ({exc.strerror or exc} in {probe}); "
+                              "choose another directory") from None
+        return
+    try:
+        fs, root = resolve(location)
+        bucket = root.split("/", 1)[0]
+        info = fs.get_file_info(bucket)
+    except Exception as exc:  # bad URI, unreachable endpoint, refused credentials
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--out {location} cannot be reached: {first}") from None
+    if info.type != pafs.FileType.Directory:
+        raise ConfigError(f"--out {location}: bucket {bucket!r} does not exist or is not visible with "
+                          "these credentials; create it first")
+
+
+def clean_stale_temps(location: str, older_than_s: float = STALE_TEMP_S) -> int:
+    """Remove hidden temp files ('.'-prefixed) older than `older_than_s` left by killed writers (local only;
+    object-store writes are single PUTs and leave none). Readers ignore them anyway. Returns the count."""
+    if "://" in location:
+        return 0
+    removed, now = 0, time.time()
+    for table in (*TABLES, "sweeps"):
+        directory = os.path.join(location, table)
+        if not os.path.isdir(directory):
+            continue
+        for entry in os.scandir(directory):
+            if entry.name.startswith(".") and entry.is_file(follow_symlinks=False):
+                try:
+                    if now - entry.stat().st_mtime > older_than_s:
+                        os.remove(entry.path)
+                        removed += 1
+                except FileNotFoundError:  # another cleaner got there first
+                    pass
+    return removed
+
+
+def write_json_atomic(location: str, relative: str, payload: dict[str, Any]) -> str:
+    fs, root = resolve(location)
+    final = f"{root.rstrip('/')}/{relative}"
+    directory = final.rsplit("/", 1)[0]
+    data = json.dumps(payload, indent=1, sort_keys=True, default=str).encode()
+    if isinstance(fs, pafs.LocalFileSystem):
+        os.makedirs(directory, exist_ok=True)
+        temp = f"{directory}/.tmp-{uuid.uuid4().hex}.json"
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+    else:
+        fs.create_dir(directory, recursive=True)
+        with fs.open_output_stream(final) as stream:
+            stream.write(data)
+    return final
+
+
+def status_counts(location: str, trial_ids: Iterable[str]) -> Counter:
+    """Trials by status, read from their Parquet rows (not from Tune's state)."""
+    fs, root = resolve(location)
+    paths = [f"{root.rstrip('/')}/trials/{tid}.parquet" for tid in trial_ids]
+    if not paths:
+        return Counter()
+    table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=["status"])
+    return Counter(table.column("status").to_pylist())

@@ -1,0 +1,158 @@
+"""The sweep presets: declarative search spaces over TrialConfig fields, each with a default size.
+
+A preset says which fields are pinned (`fixed`), which are drawn uniformly and independently from a
+list of choices (`factors`), and which are drawn from a list that depends on another field's value
+(`linked`, e.g. the learning rates of each optimizer). A `pairs` preset turns every sample into two
+trials that differ in one binary factor. `sweeps.sampling` draws the configs; `describe(preset)` prints
+the space. The presets:
+
+- smoke   synthetic data, tiny nets, all 5 nonlinearities and optimizers; ~0.1 s a trial. What the tests run.
+- quick   Fashion-MNIST, 1000 training images, the study's factors scaled for 2 CPU cores
+          (N=100 in ~10-20 min; most trials reach 100% train accuracy). `make demo` runs it.
+- paper   the reference study's grid as published (Novak et al. 2018, science.md section 1), one GPU a
+          trial, for clusters.
+- pairs   the study's paired factors at the quick preset's scale: each sample is two trials identical
+          but for random labels, augmentation, ReLU vs another nonlinearity, or full vs mini batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from study.config import ConfigError
+
+STUDY_NONLINEARITIES = ("relu", "relu6", "tanh", "hardtanh", "hardsigmoid")
+STUDY_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "lbfgs")
+
+
+@dataclass(frozen=True)
+class PairFactor:
+    """Two trials of a pair: the base config with `field` set to `base`, and with it set to one of `others`."""
+
+    field: str
+    base: Any
+    others: tuple
+    excludes: Mapping[str, tuple] = field(default_factory=dict)  # base values for which the factor is moot
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    doc: str
+    fixed: Mapping[str, Any]
+    factors: Mapping[str, Sequence]
+    linked: Mapping[str, tuple[str, Mapping[Any, Sequence]]] = field(default_factory=dict)
+    pairs: tuple[PairFactor, ...] = ()
+    default_n: int = 100
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    # Configs whose estimated memory (study.resources.estimate_bytes) exceeds this are redrawn: a fixed,
+    # machine-independent cap, so the sample does not depend on where the driver runs.
+    max_gib: float | None = None
+
+
+SMOKE = Preset(
+    name="smoke",
+    doc="Synthetic 8-d Gaussian mixture, 64 train / 64 test points, widths 8-16, depths 2-3, the 5 study "
+        "nonlinearities and 5 optimizers, init 0.5-2, random labels 0/1, 60 steps, seeds 0..99999. "
+        "About 0.1 s a trial; for tests and benchmarks of the machinery, not for science.",
+    fixed={"dataset": "synthetic", "synthetic_dim": 8, "n_train": 64, "n_test": 64, "batch_size": 32,
+           "max_steps": 60, "eval_every": 20, "n_trajectories": 1, "trajectory_points": 8},
+    factors={"width": (8, 16), "depth": (2, 3), "nonlinearity": STUDY_NONLINEARITIES,
+             "optimizer": STUDY_OPTIMIZERS, "init_scale": (0.5, 1.0, 2.0), "random_labels": (0.0, 1.0),
+             "seed": range(100_000)},
+    linked={"lr": ("optimizer", {"sgd": (0.1,), "momentum": (0.01,), "adam": (0.01,), "rmsprop": (0.003,),
+                                 "lbfgs": (0.5,)})},
+    default_n=20,
+)
+
+# quick: learning rates per optimizer and step budgets chosen so that most trials fit 1000 Fashion-MNIST
+# images, random labels included (a probe with the paper's lr grid and 3000 steps fit only 25-55%);
+# the measured fit fraction and wall time are in sweeps/README.md.
+_QUICK_LR = {"sgd": (0.1, 0.05), "momentum": (0.01, 0.005), "adam": (0.002, 0.001),
+             "rmsprop": (0.001, 0.0005), "lbfgs": (0.5, 1.0)}
+_QUICK_FIXED = {"dataset": "fashion_mnist", "n_train": 1000, "n_test": 1000, "batch_size": 64,
+                "eval_every": 50, "n_trajectories": 1, "trajectory_points": 32}
+
+QUICK = Preset(
+    name="quick",
+    doc="Fashion-MNIST, 1000 training / 1000 test images, widths 128-512, depths 2-4, the 5 study "
+        "nonlinearities, the 5 optimizers (learning rates per optimizer), init 0.5/1/2/4 x default, "
+        "true or random labels, batch 64, at most 4000 steps (L-BFGS: 300 iterations), seeds 0..9999. "
+        "N=100 takes 10-20 min on 2 CPU cores.",
+    fixed=_QUICK_FIXED,
+    factors={"width": (128, 256, 512), "depth": (2, 3, 4), "nonlinearity": STUDY_NONLINEARITIES,
+             "optimizer": STUDY_OPTIMIZERS, "init_scale": (0.5, 1.0, 2.0, 4.0), "random_labels": (0.0, 1.0),
+             "seed": range(10_000)},
+    linked={"lr": ("optimizer", _QUICK_LR),
+            "max_steps": ("optimizer", {"lbfgs": (300,), **{o: (4000,) for o in STUDY_OPTIMIZERS[:4]}})},
+    default_n=100,
+)
+
+_PAPER_N_TRAIN = {"cifar10": (50_000,), "cifar100": (50_000,), "mnist": (60_000,), "fashion_mnist": (60_000,)}
+PAPER = Preset(
+    name="paper",
+    doc="The reference study's grid as published (Novak et al. 2018; science.md section 1): CIFAR10 and "
+        "CIFAR100 center-cropped to 24x24, MNIST, Fashion-MNIST (whole training sets, 10,000 test points); "
+        "widths 1, 2, 4, ..., 2^16; depths 2, 3, 5, 9, 17, 33, 65; the 5 nonlinearities; SGD, Momentum, "
+        "Adam, RMSProp, L-BFGS (full batch, at most 2684 iterations); lr 0.01/0.005/0.0005; batch 128/512; "
+        "init 0.5/1/4/8 x default; true or random labels; seeds 1..8; 2^19 steps; stop at 100% train "
+        "accuracy (99.9% on CIFAR100). One GPU a trial. Configs estimated above 64 GiB (the widest, "
+        "deepest corner, e.g. width 2^16 with 3+ layers) are redrawn.",
+    fixed={"n_test": 10_000, "eval_every": 1000, "n_trajectories": 4, "trajectory_points": 64},
+    factors={"dataset": ("cifar10", "cifar100", "mnist", "fashion_mnist"),
+             "width": tuple(2 ** k for k in range(17)), "depth": (2, 3, 5, 9, 17, 33, 65),
+             "nonlinearity": STUDY_NONLINEARITIES, "optimizer": STUDY_OPTIMIZERS,
+             "lr": (0.01, 0.005, 0.0005), "batch_size": (128, 512), "init_scale": (0.5, 1.0, 4.0, 8.0),
+             "random_labels": (0.0, 1.0), "seed": tuple(range(1, 9))},
+    linked={"n_train": ("dataset", _PAPER_N_TRAIN),
+            "target_accuracy": ("dataset", {"cifar100": (0.999,), "cifar10": (1.0,), "mnist": (1.0,),
+                                            "fashion_mnist": (1.0,)}),
+            "max_steps": ("optimizer", {"lbfgs": (2684,), **{o: (2 ** 19,) for o in STUDY_OPTIMIZERS[:4]}})},
+    default_n=10_000,
+    gpus_per_trial=1.0,
+    max_gib=64.0,
+)
+
+PAIRS = Preset(
+    name="pairs",
+    doc="The study's paired factors at the quick preset's scale (Fashion-MNIST, 1000 images): each sample is "
+        "two trials identical but for one of random_labels 0 vs 1, augment false vs true, relu vs one of "
+        "relu6/tanh/hardtanh/hardsigmoid, full_batch false vs true (never with L-BFGS, always full batch). "
+        "Linked by the pair_id and pair.factor columns. N counts pairs (2N trials).",
+    fixed=_QUICK_FIXED,
+    factors=QUICK.factors,
+    linked=QUICK.linked,
+    pairs=(PairFactor("random_labels", 0.0, (1.0,)),
+           PairFactor("augment", False, (True,)),
+           PairFactor("nonlinearity", "relu", ("relu6", "tanh", "hardtanh", "hardsigmoid")),
+           PairFactor("full_batch", False, (True,), excludes={"optimizer": ("lbfgs",)})),
+    default_n=50,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (SMOKE, QUICK, PAPER, PAIRS)}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def _choices(values: Sequence) -> str:
+    if isinstance(values, range):
+        return f"{values.start}..{values.stop - 1}"
+    return "/".join(str(v) for v in values)
+
+
+def describe(preset: Preset) -> str:
+    """The sampled space as text (for --help, the README and the sweep metadata)."""
+    lines = [f"{preset.name}: {preset.doc}", f"  default N: {preset.default_n}"]
+    lines += [f"  {k} = {v}" for k, v in preset.fixed.items() if k not in preset.linked]
+    lines += [f"  {k} in {_choices(v)}" for k, v in preset.factors.items()]
+    for name, (parent, table) in preset.linked.items():
+        lines.append(f"  {name} by {parent}: " + ", ".join(f"{k}: {_choices(v)}" for k, v in table.items()))
+    for pf in preset.pairs:
+        lines.append(f"  pair factor {pf.field}: {pf.base} vs {_choices(pf.others)}")
+    return "\n".join(lines)

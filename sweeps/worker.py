@@ -1,0 +1,105 @@
+"""What runs inside a Ray Tune trial: one study trial, written to the output by the worker itself.
+
+The worker trains and measures with `study.trial.run_trial`, labels the record (sweep, pair, node),
+writes the three Parquet tables atomically (trials/ last, which marks the trial done), and only then
+reports to Tune. The data set comes from `study.data.load_raw`, cached per process, so an actor reused
+for many trials (TuneConfig(reuse_actors=True)) reads it once.
+
+Test hook (tests/sweeps only): the driver forwards SENSITIVITY_SWEEP_TEST_CRASH="TRIAL_ID:FLAG[,...]" to
+the trials. The attempt of trial TRIAL_ID that finds no file FLAG creates it (writing its pid) and kills
+its own process (os._exit) after training and measuring, before writing: a worker dying at the worst
+moment, its work done and nothing recorded. The retry finds FLAG and runs normally.
+FLAG="always" kills every attempt, so Tune gives up and the driver writes the error row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+import socket
+from typing import Any
+
+import pandas as pd
+import pyarrow.fs as pafs
+
+from study.config import TrialConfig
+from study.records import SCHEMA_VERSION, hp_record, resolve, write_trial
+
+CRASH_ENV = "SENSITIVITY_SWEEP_TEST_CRASH"
+
+
+def node_id() -> str:
+    """The Ray node id of this process (hostname outside Ray), for the env.node column."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except Exception:  # pragma: no cover - Ray missing or not a worker
+        pass
+    return socket.gethostname()
+
+
+def labels(item: dict[str, Any]) -> dict[str, Any]:
+    """The columns a sweep adds to a trial row."""
+    return {"pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
+            "sweep.id": item.get("sweep_id"), "env.node": node_id(),
+            "env.worker": f"{socket.gethostname()}:{os.getpid()}"}
+
+
+def _maybe_crash(crash: str | None, trial_id: str) -> None:
+    for entry in (crash or "").split(","):
+        target, _, flag = entry.partition(":")
+        if target != trial_id:
+            continue
+        if flag == "always":
+            os._exit(3)
+        if not os.path.exists(flag):
+            with open(flag, "w") as handle:
+                handle.write(f"{os.getpid()}\n")
+            os._exit(3)
+
+
+def metrics(record: dict[str, Any]) -> dict[str, Any]:
+    """What Tune's progress table shows for a finished trial."""
+    def num(key: str) -> float:
+        value = record.get(key)
+        return math.nan if value is None else float(value)
+    return {"status": record["status"], "train_acc": num("train.accuracy"), "gap": num("gap.loss"),
+            "jacobian": num("measure.jacobian_test")}
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id}, "run": {...}}."""
+    from ray import tune
+
+    from study.trial import run_trial
+
+    item, run = config["item"], config["run"]
+    cfg = TrialConfig(**item["cfg"])
+    result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
+    _maybe_crash(run.get("crash"), cfg.trial_id)
+    result.record.update(labels(item))
+    result.write(run["out"])
+    tune.report(metrics(result.record))
+
+
+def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
+    """The trial row the driver writes when Tune gave up on a trial (its worker died every attempt)."""
+    cfg = TrialConfig(**item["cfg"])
+    record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": message,
+              "pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
+              "sweep.id": item.get("sweep_id"), "created_at": dt.datetime.now(dt.timezone.utc)}
+    record.update(hp_record(cfg))
+    return record
+
+
+def write_error(out: str, item: dict[str, Any], message: str) -> bool:
+    """Write an error row for `item` unless a record already exists; True if written."""
+    fs, root = resolve(out)
+    if fs.get_file_info(f"{root.rstrip('/')}/trials/{item['id']}.parquet").type != pafs.FileType.NotFound:
+        return False
+    empty_points, empty_trajectories = pd.DataFrame(columns=["split", "index"]), pd.DataFrame(columns=["kind"])
+    write_trial(out, item["id"], error_record(item, message), empty_points, empty_trajectories)
+    return True

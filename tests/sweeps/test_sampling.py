@@ -1,0 +1,113 @@
+import pytest
+
+from study.config import ConfigError
+from study.resources import GIB, estimate_bytes
+from sweeps.presets import PAIRS, PAPER, PRESETS, QUICK, SMOKE, describe, get_preset
+from sweeps.sampling import parse_overrides, sample
+
+
+def ids(drawn):
+    return [t.trial_id for t in drawn.trials]
+
+
+def test_sample_is_a_seeded_function_of_preset_overrides_seed_and_n():
+    a = sample(SMOKE, {}, seed=0, n=30)
+    assert ids(a) == ids(sample(SMOKE, {}, seed=0, n=30))
+    assert len(set(ids(a))) == 30 and not a.exhausted
+    assert set(ids(a)).isdisjoint(ids(sample(SMOKE, {}, seed=1, n=30)))
+    assert ids(sample(SMOKE, {}, seed=0, n=50))[:30] == ids(a)  # raising N extends the sweep
+    assert a.sweep_id == sample(SMOKE, {}, 0, 30).sweep_id != sample(SMOKE, {}, 0, 31).sweep_id
+    narrowed = sample(SMOKE, parse_overrides(["width=8"]), seed=0, n=30)
+    assert set(ids(narrowed)) != set(ids(a))
+
+
+def test_set_pins_a_field_or_narrows_its_choices():
+    drawn = sample(SMOKE, parse_overrides(["width=32", "nonlinearity=relu,tanh", "optimizer=adam,sgd"]), 0, 60)
+    assert {t.config.width for t in drawn.trials} == {32}
+    assert {t.config.nonlinearity for t in drawn.trials} == {"relu", "tanh"}
+    assert {t.config.optimizer for t in drawn.trials} == {"adam", "sgd"}
+    # lr follows the optimizer as the preset links it, unless --set pins it
+    assert {(t.config.optimizer, t.config.lr) for t in drawn.trials} == {("adam", 0.01), ("sgd", 0.1)}
+    pinned = sample(SMOKE, parse_overrides(["lr=0.2"]), 0, 20)
+    assert {t.config.lr for t in pinned.trials} == {0.2}
+    other_field = sample(SMOKE, parse_overrides(["n_train=100,200"]), 0, 40)
+    assert {t.config.n_train for t in other_field.trials} == {100, 200}
+
+
+def test_n_counts_distinct_trials_and_a_small_space_is_exhausted():
+    overrides = parse_overrides(["seed=7", "width=8", "depth=2", "nonlinearity=relu", "optimizer=adam",
+                                 "init_scale=1", "random_labels=0,1"])
+    drawn = sample(SMOKE, overrides, 0, 10)
+    assert drawn.exhausted and len(drawn.trials) == 2 == len(set(ids(drawn)))
+    assert {t.config.random_labels for t in drawn.trials} == {0.0, 1.0}
+
+
+@pytest.mark.parametrize("assignments, fragment", [
+    (["colour=red"], "unknown field 'colour'"),
+    (["width=abc"], "width must be of type int"),
+    (["width=8,"], "needs a value"),
+    (["nonlinearity=relu,swish"], "unknown nonlinearity 'swish'"),  # refused although N=1 may never draw it
+    (["width=0"], "width must be a positive integer"),
+    (["reg_strength=0.5"], "reg_strength needs a regularizer"),
+])
+def test_bad_overrides_are_refused(assignments, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        sample(SMOKE, parse_overrides(assignments), 0, 1)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="presets: smoke, quick, paper, pairs"):
+        get_preset("huge")
+
+
+def test_pairs_differ_in_one_binary_factor_and_no_trial_is_in_two_pairs():
+    drawn = sample(PAIRS, {}, 0, 200)
+    assert len(drawn.trials) == 400 == len(set(ids(drawn)))
+    by_pair = {}
+    for t in drawn.trials:
+        by_pair.setdefault(t.pair_id, []).append(t)
+    assert len(by_pair) == 200 and all(len(p) == 2 for p in by_pair.values())
+    factors = set()
+    for a, b in by_pair.values():
+        assert a.pair_factor == b.pair_factor
+        diff = {k for k, v in a.config.canonical().items() if b.config.canonical()[k] != v}
+        assert diff == {a.pair_factor}
+        factors.add(a.pair_factor)
+        if a.pair_factor == "nonlinearity":
+            assert a.config.nonlinearity == "relu" and b.config.nonlinearity != "relu"
+        if a.pair_factor == "full_batch":
+            assert a.config.optimizer != "lbfgs"
+    assert factors == {"random_labels", "augment", "nonlinearity", "full_batch"}
+
+
+def test_pairs_factors_follow_set():
+    drawn = sample(PAIRS, parse_overrides(["random_labels=0", "augment=false", "full_batch=false"]), 0, 20)
+    assert {t.pair_factor for t in drawn.trials} == {"nonlinearity"}
+    narrowed = sample(PAIRS, parse_overrides(["random_labels=0", "augment=false", "full_batch=false",
+                                              "nonlinearity=relu,tanh"]), 0, 20)
+    assert {t.config.nonlinearity for t in narrowed.trials} == {"relu", "tanh"}
+    with pytest.raises(ConfigError, match="pins every paired factor"):
+        sample(PAIRS, parse_overrides(["random_labels=0", "augment=false", "full_batch=false",
+                                       "nonlinearity=tanh"]), 0, 5)
+
+
+def test_paper_preset_is_the_published_grid_under_its_memory_cap():
+    assert PAPER.factors["width"] == tuple(2 ** k for k in range(17))
+    assert PAPER.factors["depth"] == (2, 3, 5, 9, 17, 33, 65)
+    assert PAPER.factors["lr"] == (0.01, 0.005, 0.0005) and PAPER.factors["batch_size"] == (128, 512)
+    assert PAPER.factors["init_scale"] == (0.5, 1.0, 4.0, 8.0) and PAPER.factors["seed"] == tuple(range(1, 9))
+    drawn = sample(PAPER, {}, 0, 300)
+    assert all(estimate_bytes(t.config) <= 64 * GIB for t in drawn.trials)
+    for t in drawn.trials:
+        assert t.config.max_steps == (2684 if t.config.optimizer == "lbfgs" else 2 ** 19)
+        assert t.config.target_accuracy == (0.999 if t.config.dataset == "cifar100" else 1.0)
+    assert {t.config.dataset for t in drawn.trials} == {"cifar10", "cifar100", "mnist", "fashion_mnist"}
+
+
+def test_every_preset_is_described_and_samples_valid_configs():
+    for preset in PRESETS.values():
+        text = describe(preset)
+        assert text.startswith(preset.name) and "default N" in text
+        assert len(sample(preset, {}, 0, 5).trials) >= 5
+    assert {t.config.nonlinearity for t in sample(QUICK, {}, 0, 100).trials} == {
+        "relu", "relu6", "tanh", "hardtanh", "hardsigmoid"}
