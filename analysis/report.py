@@ -135,7 +135,8 @@ def sweep_metadata(trials: pd.DataFrame, kept: pd.DataFrame) -> dict[str, object
 
 def region_trial(kept: pd.DataFrame, max_seconds: float = FIG6_MAX_SECONDS) -> pd.Series | None:
     """The trial figure 6 recomputes: among kept ReLU trials (else piecewise-linear, else any), those
-    that took at most `max_seconds` when possible, the one with the median loss gap."""
+    that took at most `max_seconds` when possible, of the fewest hidden neurons (a legible number of
+    regions on the slice), the one with the median loss gap."""
     if not len(kept):
         return None
     nonlinearity = kept.get("hp.nonlinearity", pd.Series("", index=kept.index))
@@ -147,6 +148,9 @@ def region_trial(kept: pd.DataFrame, max_seconds: float = FIG6_MAX_SECONDS) -> p
     seconds = pd.to_numeric(candidates.get("time.total_s", pd.Series(np.nan, index=candidates.index)))
     quick = candidates[~(seconds > max_seconds)]
     candidates = quick if len(quick) else candidates
+    if "model.n_neurons" in candidates and candidates["model.n_neurons"].notna().any():
+        neurons = pd.to_numeric(candidates["model.n_neurons"])
+        candidates = candidates[neurons == neurons.min()]
     ordered = candidates.sort_values([TARGET, "trial_id"], na_position="last")
     return ordered.iloc[(len(ordered) - 1) // 2]
 

@@ -92,10 +92,10 @@ def draw_per_point(points: pd.DataFrame, trials: pd.DataFrame, gridsize: int = 4
             ax = axes[r, c]
             xy = subset[["loss", column]].dropna()
             positive = xy[(xy["loss"] > 0) & (xy[column] > 0)]
-            title = f"{name}: {len(positive)} test points, {subset['trial_id'].nunique()} nets"
+            title = f"{name}: {subset['trial_id'].nunique()} nets,\n{len(positive)} test points"
+            title += f"; M = {m_n[0]:.3g}, n = {m_n[1]}" if m_n else "; M not measured"
             if len(xy) > len(positive):
-                title += f"\n({len(xy) - len(positive)} with loss or norm 0 not shown)"
-            title += f"\nM = {m_n[0]:.3g}, n = {m_n[1]}" if m_n else "\nM not measured: no curves"
+                title += f"\n({len(xy) - len(positive)} at loss or norm 0 not shown)"
             ax.set_title(title, fontsize=7)
             ax.set_xlabel("test-point loss $l(x)$ (nats)")
             ax.set_ylabel(ylabel)

@@ -108,7 +108,7 @@ def trained_model(cfg: TrialConfig, data_root: str | None = None, device: str = 
 
 
 @paper_style()
-def draw_linear_regions(cfg: TrialConfig, resolution: int = 200, data_root: str | None = None,
+def draw_linear_regions(cfg: TrialConfig, resolution: int = 400, data_root: str | None = None,
                         device: str = "cpu", trained: MLP | None = None) -> Figure:
     """Two panels, before and after training. `trained` skips recomputing the trained net."""
     data = load_dataset(cfg, data_root=data_root)
@@ -134,7 +134,7 @@ def draw_linear_regions(cfg: TrialConfig, resolution: int = 200, data_root: str 
     return fig
 
 
-def fig6_linear_regions(cfg: TrialConfig, out_dir: str, resolution: int = 200, data_root: str | None = None,
+def fig6_linear_regions(cfg: TrialConfig, out_dir: str, resolution: int = 400, data_root: str | None = None,
                         device: str = "cpu", trained: MLP | None = None) -> list[str]:
     """Figure 6: linear regions on a slice through three training points, before and after training.
     Recomputes the trial (unless `trained` is given); raises if its data set is not on disk.
