@@ -9,7 +9,8 @@ interleaved (loop, x1, x2, loop, ...) and medians reported, since the machine ma
 "first rec" is the time from launching a sweep to its first record: Tune's setup, the actor's process
 start and imports (torch), the first trial; "excl. first" compares the remaining K-1 trials.
 Sizes: `smoke` is the preset (~0.1 s a trial); `bigger` is smoke with 2000 steps of a width-64 net on
-512 points (~1 s a trial), to show the fixed costs shrink relative to the trial.
+512 points (~1 s a trial), and `quick` trials of a few seconds like the quick preset's, to show the
+fixed costs shrink relative to the trial.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ import time
 from _common import header, interleaved, median, table
 
 SIZES = {"smoke": [], "bigger": ["max_steps=2000", "eval_every=500", "width=64", "n_train=512", "n_test=512",
-                                 "batch_size=64"]}
+                                 "batch_size=64"],
+         # quick: trials of a few seconds, like the quick preset's (784-d inputs, width 256, 1000 points)
+         "quick": ["dataset=synthetic", "synthetic_dim=784", "n_train=1000", "n_test=1000", "width=256",
+                   "depth=3", "max_steps=300", "eval_every=100", "batch_size=64", "n_trajectories=1"]}
 
 
 def first_record_time(out: str) -> float:

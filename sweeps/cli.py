@@ -8,6 +8,8 @@ trials run chunk by chunk on Ray Tune, and a summary from the Parquet records en
 
 Running the same command again runs only the trials without a complete record (after success,
 Ctrl-C or kill -9 of the driver): the sample is a seeded function of (preset, --set, --seed, N).
+With --from DIR (--top K / --where EXPR) the base configs are selected from a finished sweep instead
+(sweeps/feedback.py) and --set pins fields of every selected base; --seed then only names the sweep.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import time
 from dataclasses import dataclass
 
 from study.config import ConfigError
-from sweeps import output
+from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
 from sweeps.cluster import check_resources, ray_session
 from sweeps.runner import RunReport, RunSettings, execute
-from sweeps.sampling import Sample, parse_overrides, sample
+from sweeps.sampling import Sample, expand_bases, parse_overrides, sample
 
 STATUS_ORDER = ("ok", "not_fit", "diverged", "error")
 
@@ -55,6 +57,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=None, help="where data sets live on every node (default: "
                         "$SENSITIVITY_DATA_ROOT or ~/.cache/sensitivity-study/data)")
     parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
+    parser.add_argument("--pack", type=int, default=None, metavar="S",
+                        help="train up to S compatible configs (same architecture and schedule) as one Tune trial, "
+                             "batched (study.packed); each still gets its own record (default: off)")
+    parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
+                        help="take the base configs from the finished sweep in DIR (a preset with an "
+                             "intervention, e.g. regularizers): the trials --top / --where select, each rerun as "
+                             "its twin and variants")
+    parser.add_argument("--top", type=int, default=None, metavar="K",
+                        help="with --from: the K trials of DIR with the largest gap.loss (status ok)")
+    parser.add_argument("--where", default=None, metavar="EXPR",
+                        help="with --from: the trials of DIR (status ok) for which EXPR holds, a pandas query over "
+                             "the trials table, dotted names in backticks: \"`hp.width` >= 256 and `gap.loss` > 0.5\"")
 
 
 @dataclass
@@ -65,12 +79,14 @@ class Plan:
     sample: Sample
     settings: RunSettings
     address: str | None
+    source: dict | None = None  # --from: where the base configs came from (metadata)
 
 
 def prepare(args: argparse.Namespace) -> Plan:
     """Every check that needs neither Ray nor writing: ConfigError (one line) on bad input."""
     preset = get_preset(args.preset)
     overrides = parse_overrides(args.set)
+    feedback.check_arguments(args, preset)
     n = preset.default_n if args.num_samples is None else args.num_samples
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
@@ -86,19 +102,31 @@ def prepare(args: argparse.Namespace) -> Plan:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     if args.max_failures < 0:
         raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
-    drawn = sample(preset, overrides, args.seed, n)  # validates every sampled TrialConfig
-    from study.data import check_available
+    if args.pack is not None and args.pack < 2:
+        raise ConfigError(f"--pack must be at least 2 (nets trained together), got {args.pack}; leave it out to "
+                          "train one net per Tune trial")
+    source = None
+    if args.from_dir is not None:
+        bases, selected = feedback.select_bases(args.from_dir, preset, args.top, args.where)
+        drawn = expand_bases(preset, bases, overrides, args.seed)  # validates every TrialConfig
+        source = {"from": args.from_dir, "top": args.top, "where": args.where, "selected_trial_ids": selected}
+    else:
+        drawn = sample(preset, overrides, args.seed, n)  # validates every sampled TrialConfig
+    from study.data import check_available, check_sizes
 
+    for planned in drawn.trials:
+        check_sizes(planned.config)
     for name in sorted({t.config.dataset for t in drawn.trials}):
         check_available(name, args.data_root)
     output.check_writable(args.out)
-    varying = [k for k in sorted(set(preset.factors) | set(preset.linked) | set(overrides))
-               if len({getattr(t.config, k) for t in drawn.trials}) > 1][:6]
+    moved = list(preset.intervention.baseline) if preset.intervention else []  # the intervention's fields first
+    candidates = moved + sorted((set(preset.factors) | set(preset.linked) | set(overrides)) - set(moved))
+    varying = [k for k in candidates if len({getattr(t.config, k) for t in drawn.trials}) > 1][:6]
     settings = RunSettings(out=output.absolute(args.out), cpus_per_trial=cpus, gpus_per_trial=gpus,
                            max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                            chunk_size=args.chunk_size, data_root=args.data_root, sweep_id=drawn.sweep_id,
-                           parameter_columns=tuple(varying), verbose=0 if args.quiet else 1)
-    return Plan(args.preset, overrides, args.seed, drawn, settings, args.address)
+                           parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1)
+    return Plan(args.preset, overrides, args.seed, drawn, settings, args.address, source)
 
 
 def _metadata(plan: Plan, started: dt.datetime) -> dict:
@@ -108,7 +136,9 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             "exhausted": plan.sample.exhausted, "trial_ids": [t.trial_id for t in plan.sample.trials],
             "address": plan.address or "local", "host": socket.gethostname(), "pid": os.getpid(),
             "cpus_per_trial": plan.settings.cpus_per_trial, "gpus_per_trial": plan.settings.gpus_per_trial,
-            "max_concurrent": plan.settings.max_concurrent, "started_at": started.isoformat(), "ended_at": None}
+            "max_concurrent": plan.settings.max_concurrent, "pack": plan.settings.pack,
+            "started_at": started.isoformat(), "ended_at": None,
+            **({"source": plan.source} if plan.source else {})}
 
 
 def summary(plan: Plan, report: RunReport, counts: dict, seconds: float) -> str:
@@ -131,9 +161,12 @@ def sweep(args: argparse.Namespace, log=print) -> tuple[Plan, RunReport, dict]:
     start = time.perf_counter()
     plan = prepare(args)
     if plan.sample.exhausted:
+        preset = get_preset(plan.preset)
+        unit = "base configs" if preset.intervention else "pairs" if preset.pairs else "trials"
         log(f"note: the space of preset {plan.preset} with these --set holds fewer than N={plan.sample.requested} "
-            f"distinct {'pairs' if get_preset(plan.preset).pairs else 'trials'} (found "
-            f"{len(plan.sample.trials)} trials); running those")
+            f"distinct {unit} (found {len(plan.sample.trials)} trials); running those")
+    for note in plan.sample.notes:
+        log(note)
     with ray_session(plan.address):
         for note in check_resources(list(plan.sample.trials), plan.settings, joined=bool(plan.address)):
             log(note)

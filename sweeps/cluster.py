@@ -24,6 +24,8 @@ from sweeps.worker import CRASH_ENV
 CONNECT_TIMEOUT_S = 5.0
 FORWARDED_ENV_PREFIXES = ("AWS_", "SENSITIVITY_")  # credentials and data root travel to the workers
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, every server on 127.0.0.1
+# Ray sends usage statistics to its servers unless told not to; the Ray a sweep starts inherits this "no".
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
 def _forwarded_env() -> dict[str, str]:

@@ -14,10 +14,12 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
-import pyarrow.dataset as pads
+import pyarrow as pa
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from study.config import ConfigError
 from study.records import TABLES, resolve
@@ -104,10 +106,17 @@ def write_json_atomic(location: str, relative: str, payload: dict[str, Any]) -> 
 
 
 def status_counts(location: str, trial_ids: Iterable[str]) -> Counter:
-    """Trials by status, read from their Parquet rows (not from Tune's state)."""
+    """Trials by status, read from their Parquet rows (not from Tune's state); "unreadable" for a file that is not.
+
+    File by file (threads for object stores): a pyarrow dataset over N files holds ~0.2 MiB per file."""
     fs, root = resolve(location)
-    paths = [f"{root.rstrip('/')}/trials/{tid}.parquet" for tid in trial_ids]
-    if not paths:
-        return Counter()
-    table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=["status"])
-    return Counter(table.column("status").to_pylist())
+
+    def statuses(trial_id: str) -> list:
+        try:
+            path = f"{root.rstrip('/')}/trials/{trial_id}.parquet"
+            return pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist()
+        except (OSError, pa.ArrowException, ValueError):
+            return ["unreadable"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return Counter(status for found in pool.map(statuses, trial_ids) for status in found)

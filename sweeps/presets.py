@@ -13,6 +13,9 @@ the space. The presets:
           trial, for clusters.
 - pairs   the study's paired factors at the quick preset's scale: each sample is two trials identical
           but for random labels, augmentation, ReLU vs another nonlinearity, or full vs mini batch.
+- regularizers  the quick preset's space, each sample trained without a regularizer (the twin) and
+          with each Jacobian regularizer at a grid of strengths (an `Intervention`); also fed from a
+          finished sweep (`--from DIR --top K`, sweeps/feedback.py).
 """
 
 from __future__ import annotations
@@ -37,6 +40,29 @@ class PairFactor:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """Settings applied on top of a base config (e.g. one regularizer at one strength); left out for a
+    base whose value of a field in `excludes` is listed there (where the validation refuses it)."""
+
+    settings: Mapping[str, Any]
+    excludes: Mapping[str, tuple] = field(default_factory=dict)
+
+    def label(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.settings.items())
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """Every base config runs as its twin (`baseline` applied: e.g. regularizer none and the other
+    regularizer fields at their defaults) and once with each variant applied on top of the twin.
+    All of a base's trials carry pair.factor = `factor` and pair_id = the twin's trial_id."""
+
+    factor: str
+    baseline: Mapping[str, Any]
+    variants: tuple[Variant, ...]
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     doc: str
@@ -50,6 +76,7 @@ class Preset:
     # Configs whose estimated memory (study.resources.estimate_bytes) exceeds this are redrawn: a fixed,
     # machine-independent cap, so the sample does not depend on where the driver runs.
     max_gib: float | None = None
+    intervention: Intervention | None = None  # each sample is a base config and its variants
 
 
 SMOKE = Preset(
@@ -131,7 +158,40 @@ PAIRS = Preset(
     default_n=50,
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (SMOKE, QUICK, PAPER, PAIRS)}
+REGULARIZER_BASELINE = {"regularizer": "none", "reg_strength": 0.0, "reg_target": "logits", "reg_projections": 1,
+                        "noise_std": 0.0}  # TrialConfig's defaults: the unregularized twin
+_NO_LBFGS = {"optimizer": ("lbfgs",)}  # stochastic regularizers break L-BFGS's line search (study.config)
+# Strengths from a probe on a quick-preset net (128x3 relu6, momentum, random labels; logit Jacobian 30):
+# jacobian lambda 0.001 / 0.01 cut its softmax Jacobian 2.5 -> 2.0 / 1.0 and still fit; input noise 0.3
+# fit, 1.0 did not; jacobian_matching 0.01 fit, 0.1 and 1 did not; bias_jacobian barely moved it at
+# 1-100 (the paper's CIFAR100 value is 100).
+REGULARIZER_GRID = (
+    *(Variant({"regularizer": "jacobian", "reg_strength": s}) for s in (0.001, 0.01)),
+    *(Variant({"regularizer": "jacobian_proj", "reg_strength": s}, _NO_LBFGS) for s in (0.001, 0.01)),
+    *(Variant({"regularizer": "bias_jacobian", "reg_strength": s}) for s in (1.0, 100.0)),
+    *(Variant({"regularizer": "input_noise", "noise_std": s}, _NO_LBFGS) for s in (0.1, 0.3)),
+    *(Variant({"regularizer": "jacobian_matching", "reg_strength": s, "noise_std": 0.1}) for s in (0.01, 0.03)),
+)
+
+REGULARIZERS = Preset(
+    name="regularizers",
+    doc="The quick preset's space (Fashion-MNIST, 1000 images, widths 128-512, depths 2-4, the 5 "
+        "nonlinearities and 5 optimizers, init 0.5-4, true or random labels), each sample trained without a "
+        "regularizer (its twin) and with each regularizer at 2 strengths: jacobian and jacobian_proj "
+        "lambda 0.001/0.01, bias_jacobian lambda 1/100, input_noise sigma 0.1/0.3, jacobian_matching lambda "
+        "0.01/0.03 with s=0.1 (logit target, 1 projection); jacobian_proj and input_noise never with L-BFGS. "
+        "All of a base's trials share pair.factor=regularizer and pair_id=the twin's trial_id. N counts base "
+        "configs (11, or 7 with L-BFGS, trials each). --set regularizer=..., reg_strength=..., noise_std=... "
+        "keep only the listed variants. With --from DIR --top K (or --where EXPR) the bases are the K "
+        "largest-gap trials of a finished sweep instead (sweeps/feedback.py).",
+    fixed=_QUICK_FIXED,
+    factors=QUICK.factors,
+    linked=QUICK.linked,
+    intervention=Intervention("regularizer", REGULARIZER_BASELINE, REGULARIZER_GRID),
+    default_n=10,
+)
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (SMOKE, QUICK, PAPER, PAIRS, REGULARIZERS)}
 
 
 def get_preset(name: str) -> Preset:
@@ -155,4 +215,10 @@ def describe(preset: Preset) -> str:
         lines.append(f"  {name} by {parent}: " + ", ".join(f"{k}: {_choices(v)}" for k, v in table.items()))
     for pf in preset.pairs:
         lines.append(f"  pair factor {pf.field}: {pf.base} vs {_choices(pf.others)}")
+    if preset.intervention:
+        iv = preset.intervention
+        lines.append("  twin: " + ", ".join(f"{k}={v}" for k, v in iv.baseline.items()))
+        for variant in iv.variants:
+            excluded = "".join(f" (not with {k} {_choices(v)})" for k, v in variant.excludes.items())
+            lines.append(f"  variant: {variant.label()}{excluded}")
     return "\n".join(lines)

@@ -8,13 +8,19 @@ so nothing is run twice after a restart, whichever chunk it died in.
 Each Tune trial runs `sweeps.worker.trainable` on an actor with {"cpu": C, "gpu": G}; actors are
 reused across the trials of a chunk (reuse_actors=True) and keep their data-set cache. A trial whose
 worker dies is retried (FailureConfig(max_failures)); when Tune gives up, the driver writes the error row.
+
+With `pack` = S >= 2 the pending trials of a chunk are grouped by study.packed.group_into_packs (same
+architecture and schedule; at most S a pack) and each pack is one Tune trial that trains its nets
+together and writes one ordinary record per net. Resume stays per study trial: only trials without a
+record are packed, and a retried pack skips the members already recorded. Chunks, the chunk log line,
+the "Number of trials" line of the progress table and the summary count study trials, not packs.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
+import re
 import resource
 import shutil
 import sys
@@ -50,6 +56,7 @@ class RunSettings:
     sweep_id: str = ""
     parameter_columns: tuple[str, ...] = ()
     verbose: int = 1  # Tune's table (0: silent)
+    pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
 
     @property
     def device(self) -> str:
@@ -67,7 +74,7 @@ class RunSettings:
 
 @dataclass
 class ChunkStats:
-    trials: int
+    trials: int  # study trials (a pack counts its members)
     seconds: float
     rss_mib: float  # driver resident memory after the chunk
     peak_rss_mib: float  # driver peak resident memory so far
@@ -116,8 +123,10 @@ def _callbacks(settings: RunSettings, written: list[int]):
         def on_trial_error(self, iteration, trials, trial, **info):
             try:
                 message = f"failed {settings.max_failures + 1} attempts; last: {_trial_error(trial)}"
-                if write_error(settings.out, trial.config["item"], message):
-                    written[0] += 1
+                item = trial.config["item"]
+                for member in item.get("pack", [item]):
+                    if write_error(settings.out, member, message):
+                        written[0] += 1
             except Exception as exc:  # never take the sweep down; the trial stays pending for a rerun
                 print(f"warning: could not write the error row of {trial}: {exc}", file=sys.stderr)
 
@@ -129,20 +138,73 @@ def _reporter(settings: RunSettings):
 
     class Reporter(tune.CLIReporter):
         def report(self, trials, done, *sys_info):
-            super().report(trials, False, *sys_info)  # the final table too: 20 rows, not the whole chunk
+            text = self._progress_str(trials, False, *sys_info)  # the final table too: 20 rows, not the whole chunk
+            if settings.pack > 1:
+                text = _count_study_trials(text, trials)
+            self._print(text)
 
     params = {f"item/cfg/{name}": name for name in settings.parameter_columns}
-    return Reporter(metric_columns=METRIC_COLUMNS, parameter_columns=params, max_progress_rows=20,
+    columns = {**METRIC_COLUMNS, "trials": "trials"} if settings.pack > 1 else METRIC_COLUMNS
+    return Reporter(metric_columns=columns, parameter_columns=params, max_progress_rows=20,
                     max_error_rows=5, max_report_frequency=15, sort_by_metric=False)
 
 
-def _items(chunk: list[PlannedTrial], sweep: str) -> list[dict[str, Any]]:
-    return [{"id": t.trial_id, "cfg": t.config.canonical(), "pair_id": t.pair_id, "pair_factor": t.pair_factor,
-             "sweep_id": sweep} for t in chunk]
+def _count_study_trials(text: str, trials) -> str:
+    """Tune's "Number of trials: P (...)" line counts packs; say how many study trials they hold."""
+    by_state: dict[str, int] = {}
+    for trial in trials:
+        by_state[trial.status] = by_state.get(trial.status, 0) + trial.config["item"].get("n", 1)
+    states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+    line = f"Number of trials: {sum(by_state.values())} in {len(trials)} packs ({states})"
+    return re.sub(r"^Number of trials: .*$", line, text, count=1, flags=re.MULTILINE)
 
 
-def run_chunk(chunk: list[PlannedTrial], settings: RunSettings, index: int) -> int:
-    """One bounded Tune experiment over `chunk`; returns the number of error rows the driver wrote."""
+def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
+    return {"id": t.trial_id, "cfg": t.config.canonical(), "pair_id": t.pair_id, "pair_factor": t.pair_factor,
+            "sweep_id": sweep}
+
+
+def _items(chunk: list[list[PlannedTrial]], sweep: str) -> list[dict[str, Any]]:
+    """One Tune trial per unit: a study trial, or a pack {id, pack: [its trials], n, cfg: each field's values
+    joined by '/', for the progress table}."""
+    items = []
+    for unit in chunk:
+        if len(unit) == 1:
+            items.append(_item(unit[0], sweep))
+            continue
+        configs = [t.config.canonical() for t in unit]
+        shown = {k: "/".join(map(str, dict.fromkeys(c[k] for c in configs))) for k in configs[0]}  # the table's cells
+        items.append({"id": f"pack{len(unit)}-{unit[0].trial_id}", "pack": [_item(t, sweep) for t in unit],
+                      "n": len(unit), "cfg": shown})
+    return items
+
+
+def units(pending: list[PlannedTrial], pack: int) -> list[list[PlannedTrial]]:
+    """What each Tune trial runs: one planned trial, or (pack >= 2) a pack of compatible ones."""
+    if pack < 2:
+        return [[t] for t in pending]
+    from study.packed import group_into_packs
+
+    by_id = {t.trial_id: t for t in pending}
+    return [[by_id[c.trial_id] for c in group] for group in group_into_packs([t.config for t in pending], pack)]
+
+
+def _chunks(work: list[list[PlannedTrial]], size: int) -> list[list[list[PlannedTrial]]]:
+    """Consecutive units, at most `size` study trials a chunk (a bigger pack gets a chunk of its own)."""
+    chunks: list[list[list[PlannedTrial]]] = []
+    count = size
+    for unit in work:
+        if count + len(unit) > size:
+            chunks.append([])
+            count = 0
+        chunks[-1].append(unit)
+        count += len(unit)
+    return chunks
+
+
+def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int) -> int:
+    """One bounded Tune experiment over `chunk` (units: a trial or a pack); returns the number of error
+    rows the driver wrote."""
     from ray import tune
 
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
@@ -188,21 +250,23 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         done -= set(broken)
     report.skipped = len(done)
     pending = [t for t in trials if t.trial_id not in done]
-    n_chunks = math.ceil(len(pending) / settings.chunk_size) if pending else 0
-    for index in range(n_chunks):
+    chunks = _chunks(units(pending, settings.pack), settings.chunk_size)
+    n_chunks = len(chunks)
+    for index, chunk in enumerate(chunks):
         if index:  # another launch may be working on the same output: recheck
             done = completed_trial_ids(settings.out) & wanted
-        chunk = [t for t in pending[index * settings.chunk_size:(index + 1) * settings.chunk_size]
-                 if t.trial_id not in done]
+        chunk = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
         if not chunk:
             continue
         start = time.perf_counter()
         errors = run_chunk(chunk, settings, index)
         gc.collect()
         rss, peak = _rss_mib()
-        stats = ChunkStats(len(chunk), time.perf_counter() - start, rss, peak, errors)
+        stats = ChunkStats(sum(len(unit) for unit in chunk), time.perf_counter() - start, rss, peak, errors)
         report.chunks.append(stats)
-        log(f"chunk {index + 1}/{n_chunks}: {stats.trials} trials in {stats.seconds:.1f} s"
+        packs = sum(len(unit) > 1 for unit in chunk)
+        log(f"chunk {index + 1}/{n_chunks}: {stats.trials} trials" + (f" ({packs} packs)" if packs else "")
+            + f" in {stats.seconds:.1f} s"
             + (f", {errors} given up (error rows)" if errors else "")
             + f"; driver RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
     report.missing = len(wanted - completed_trial_ids(settings.out))

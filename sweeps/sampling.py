@@ -4,14 +4,18 @@ Draw i (i = 0, 1, 2, ...) uses its own generator, seeded from sha256(preset, ove
 so the sample of N is a prefix of the sample of N + 100 (raising N extends a sweep) and a rerun of the
 same command asks for exactly the same trials. Draws are deduplicated by trial_id:
 
-- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs).
+- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs;
+  for a preset with an intervention, distinct base configs, each run as its twin and every variant).
 - When the space is small (say `--set` pins all but one factor with 3 choices), draws stop after
   20 N + 1000 attempts and the sweep is the distinct configs found, fewer than N; `Sample.exhausted`
   says so and the CLI prints it.
 - Configs above the preset's memory cap (`Preset.max_gib`) are redrawn, so they also count as attempts.
 
 `--set FIELD=VALUE` pins a field (it is no longer drawn, and a linked field stops following its parent);
-`--set FIELD=v1,v2,...` draws FIELD from those values instead of the preset's choices.
+`--set FIELD=v1,v2,...` draws FIELD from those values instead of the preset's choices. On a field of an
+intervention's baseline (e.g. `regularizer`, `reg_strength`) it keeps only the variants with those values.
+
+`expand_bases` makes the same kind of sample from given base configs instead of draws (sweeps.feedback).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import numpy as np
 
 from study.config import ConfigError, TrialConfig, coerce, parse_assignment
 from study.resources import GIB, estimate_bytes
-from sweeps.presets import PairFactor, Preset
+from sweeps.presets import Intervention, PairFactor, Preset
 
 Overrides = dict[str, tuple]
 
@@ -46,7 +50,8 @@ class Sample:
     trials: tuple[PlannedTrial, ...]
     requested: int  # N
     exhausted: bool  # fewer than N distinct trials (pairs) exist or were found within the draw limit
-    sweep_id: str  # sha256 of (preset, overrides, seed, N), 12 hex digits
+    sweep_id: str  # sha256 of (preset, overrides, seed, N[, base ids]), 12 hex digits
+    notes: tuple[str, ...] = ()  # what the CLI should print about the sample (e.g. bases left out)
 
 
 def parse_overrides(assignments: Sequence[str]) -> Overrides:
@@ -74,9 +79,29 @@ class Space:
     pairs: tuple[PairFactor, ...]
     is_pairs: bool
     max_gib: float | None
+    intervention: Intervention | None = None
+
+
+def narrow_intervention(preset: Preset, overrides: Overrides) -> Intervention | None:
+    """The preset's intervention keeping only the variants whose values of the overridden baseline
+    fields are listed (`--set regularizer=jacobian,input_noise`); ConfigError if none is left."""
+    iv = preset.intervention
+    if iv is None:
+        return None
+    listed = {k: v for k, v in overrides.items() if k in iv.baseline}
+    kept = tuple(v for v in iv.variants
+                 if all({**iv.baseline, **v.settings}[k] in values for k, values in listed.items()))
+    if not kept:
+        given = " ".join(f"--set {k}={','.join(map(str, v))}" for k, v in listed.items())
+        raise ConfigError(f"{given} keeps no variant of preset {preset.name}; its variants: "
+                          + "; ".join(v.label() for v in iv.variants))
+    return Intervention(iv.factor, iv.baseline, kept)
 
 
 def apply_overrides(preset: Preset, overrides: Overrides) -> Space:
+    intervention = narrow_intervention(preset, overrides)
+    if intervention is not None:  # the baseline fields select variants; the base keeps the baseline
+        overrides = {k: v for k, v in overrides.items() if k not in intervention.baseline}
     fixed = {k: v for k, v in preset.fixed.items() if k not in overrides}
     factors = {k: v for k, v in preset.factors.items() if k not in overrides}
     linked = {k: (p, dict(t)) for k, (p, t) in preset.linked.items() if k not in overrides}
@@ -104,7 +129,7 @@ def apply_overrides(preset: Preset, overrides: Overrides) -> Space:
     if preset.pairs and not pairs:
         raise ConfigError(f"--set pins every paired factor of preset {preset.name} "
                           f"({', '.join(pf.field for pf in preset.pairs)}); leave at least one free")
-    return Space(fixed, factors, linked, tuple(pairs), bool(preset.pairs), preset.max_gib)
+    return Space(fixed, factors, linked, tuple(pairs), bool(preset.pairs), preset.max_gib, intervention)
 
 
 def _base_seed(preset: str, overrides: Overrides, seed: int) -> int:
@@ -113,9 +138,11 @@ def _base_seed(preset: str, overrides: Overrides, seed: int) -> int:
     return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:8], "little")
 
 
-def sweep_id(preset: str, overrides: Overrides, seed: int, n: int) -> str:
-    payload = json.dumps({"preset": preset, "overrides": {k: list(v) for k, v in sorted(overrides.items())},
-                          "seed": seed, "n": n}, sort_keys=True)
+def sweep_id(preset: str, overrides: Overrides, seed: int, n: int, bases: Sequence[str] | None = None) -> str:
+    content = {"preset": preset, "overrides": {k: list(v) for k, v in sorted(overrides.items())}, "seed": seed, "n": n}
+    if bases is not None:  # a sweep fed from another one: its base configs, in order
+        content["bases"] = list(bases)
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -156,10 +183,27 @@ def _make_pair(space: Space, values: dict[str, Any], rng: np.random.Generator) -
     return [PlannedTrial(a, pid, pf.field), PlannedTrial(b, pid, pf.field)]
 
 
+def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] | None:
+    """The twin of `values` (the intervention's baseline applied) and each variant usable with it, all
+    labelled pair_id = the twin's trial_id; None if no variant is usable or a config is over the cap."""
+    iv = space.intervention
+    usable = [v for v in iv.variants
+              if not any(values.get(k, getattr(TrialConfig, k)) in ex for k, ex in v.excludes.items())]
+    if not usable:
+        return None
+    twin = _config({**values, **iv.baseline})
+    configs = [twin] + [_config({**values, **iv.baseline, **v.settings}) for v in usable]
+    if not all(_fits(space, c) for c in configs):
+        return None
+    return [PlannedTrial(c, twin.trial_id, iv.factor) for c in configs]
+
+
 def validate_choices(space: Space) -> None:
     """Every listed choice of every factor makes a valid config (also those no draw happens to pick)."""
     base = _draw(space, np.random.default_rng(0))
     _config(base)
+    if space.intervention is not None:
+        _with_variants(space, base)
     for name, choices in space.factors.items():
         # a range (seeds) is checked at its ends: its values differ only in size
         for value in ((choices[0], choices[-1]) if isinstance(choices, range) else choices):
@@ -181,7 +225,9 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
             break
         rng = np.random.default_rng([root, i])
         values = _draw(space, rng)
-        if space.is_pairs:
+        if space.intervention is not None:
+            batch = _with_variants(space, values)
+        elif space.is_pairs:
             batch = _make_pair(space, values, rng)
         else:
             cfg = _config(values)
@@ -192,3 +238,45 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
         seen.update(t.trial_id for t in batch)
         found += 1
     return Sample(tuple(trials), n, found < n, sweep_id(preset.name, overrides, seed, n))
+
+
+def expand_bases(preset: Preset, bases: Sequence[TrialConfig], overrides: Overrides, seed: int) -> Sample:
+    """A sample of an intervention preset whose base configs are given, not drawn (sweeps.feedback).
+
+    Each base keeps every field, except the intervention's baseline fields (reset: its twin) and the
+    fields pinned by `--set FIELD=VALUE`; its twin and usable variants follow, as in `sample`. Bases that
+    coincide after that are run once; a base without a usable variant is left out (with a note)."""
+    if preset.intervention is None:
+        raise ConfigError(f"preset {preset.name} has no intervention to apply to selected configs; use --from "
+                          "with a preset that has one (e.g. regularizers)")
+    intervention = narrow_intervention(preset, overrides)
+    pins = {}
+    for name, values in overrides.items():
+        if name in intervention.baseline:
+            continue
+        if len(values) > 1:
+            raise ConfigError(f"--set {name}={','.join(map(str, values))}: with --from, --set pins a field of every "
+                              "selected config; give one value")
+        pins[name] = values[0]
+    space = Space({}, {}, {}, (), False, preset.max_gib, intervention)
+    trials: list[PlannedTrial] = []
+    seen: set[str] = set()
+    left_out, repeated = [], 0
+    for base in bases:
+        batch = _with_variants(space, {**base.canonical(), **pins})
+        if batch is None:
+            left_out.append(base.trial_id)
+        elif batch[0].trial_id in seen:
+            repeated += 1
+        else:
+            trials.extend(batch)
+            seen.add(batch[0].trial_id)
+    notes = []
+    if left_out:
+        notes.append(f"note: {len(left_out)} selected configs have no usable variant (or exceed the memory cap) "
+                     f"and are left out: {', '.join(left_out[:5])}" + (" ..." if len(left_out) > 5 else ""))
+    if repeated:
+        notes.append(f"note: {repeated} selected configs have the same twin as another one; each twin runs once")
+    ids = [b.trial_id for b in bases]
+    return Sample(tuple(trials), len(bases), False, sweep_id(preset.name, overrides, seed, len(bases), ids),
+                  tuple(notes))

@@ -2,8 +2,10 @@
 
 The worker trains and measures with `study.trial.run_trial`, labels the record (sweep, pair, node),
 writes the three Parquet tables atomically (trials/ last, which marks the trial done), and only then
-reports to Tune. The data set comes from `study.data.load_raw`, cached per process, so an actor reused
-for many trials (TuneConfig(reuse_actors=True)) reads it once.
+reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its members' nets together with
+`study.packed.run_packed` and writes each member's ordinary record; members already recorded (a retry
+after a crash between two writes) are not trained again. The data set comes from `study.data.load_raw`,
+cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=True)) reads it once.
 
 Test hook (tests/sweeps only): the driver forwards SENSITIVITY_SWEEP_TEST_CRASH="TRIAL_ID:FLAG[,...]" to
 the trials. The attempt of trial TRIAL_ID that finds no file FLAG creates it (writing its pid) and kills
@@ -70,13 +72,41 @@ def metrics(record: dict[str, Any]) -> dict[str, Any]:
             "jacobian": num("measure.jacobian_test")}
 
 
+def pack_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """What Tune's progress table shows for a finished pack: statuses counted, the numbers averaged."""
+    rows = [metrics(r) for r in records]
+    statuses = {}
+    for row in rows:
+        statuses[row["status"]] = statuses.get(row["status"], 0) + 1
+    mean = {k: math.fsum(r[k] for r in rows) / len(rows) if rows else math.nan
+            for k in ("train_acc", "gap", "jacobian")}
+    return {"status": " ".join(f"{s}:{n}" for s, n in statuses.items()), **mean, "trials": len(rows)}
+
+
+def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    from study.packed import run_packed
+
+    members = [m for m in item["pack"] if not _recorded(run["out"], m["id"])]
+    results = run_packed([TrialConfig(**m["cfg"]) for m in members], device=run["device"],
+                         data_root=run.get("data_root"), threads=run["threads"])
+    for member, result in zip(members, results):
+        _maybe_crash(run.get("crash"), result.trial_id)
+        result.record.update(labels(member))
+        result.write(run["out"])
+    return pack_metrics([r.record for r in results])
+
+
 def trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id}, "run": {...}}."""
+    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id} or
+    {id, pack: [items], n}, "run": {...}}."""
     from ray import tune
 
     from study.trial import run_trial
 
     item, run = config["item"], config["run"]
+    if "pack" in item:
+        tune.report(_train_pack(item, run))
+        return
     cfg = TrialConfig(**item["cfg"])
     result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
     _maybe_crash(run.get("crash"), cfg.trial_id)
@@ -95,10 +125,15 @@ def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
     return record
 
 
-def write_error(out: str, item: dict[str, Any], message: str) -> bool:
-    """Write an error row for `item` unless a record already exists; True if written."""
+def _recorded(out: str, trial_id: str) -> bool:
     fs, root = resolve(out)
-    if fs.get_file_info(f"{root.rstrip('/')}/trials/{item['id']}.parquet").type != pafs.FileType.NotFound:
+    return fs.get_file_info(f"{root.rstrip('/')}/trials/{trial_id}.parquet").type != pafs.FileType.NotFound
+
+
+def write_error(out: str, item: dict[str, Any], message: str) -> bool:
+    """Write an error row for `item` unless a record already exists; True if written. Not for packs:
+    write one for each of its members."""
+    if _recorded(out, item["id"]):
         return False
     empty_points, empty_trajectories = pd.DataFrame(columns=["split", "index"]), pd.DataFrame(columns=["kind"])
     write_trial(out, item["id"], error_record(item, message), empty_points, empty_trajectories)
