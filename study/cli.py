@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
 
 from study.config import ConfigError, TrialConfig, parse_assignment
 
@@ -35,13 +36,14 @@ def config_from_sets(assignments: list[str]) -> TrialConfig:
 def run_trial_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from study.data import check_available
+    from study.data import check_available, check_sizes
     from study.resources import check_memory, resolve_device
     from study.trial import run_trial
 
     cfg = config_from_sets(args.set)
     device = resolve_device(args.device)
     check_memory(cfg, device)
+    check_sizes(cfg)
     check_available(cfg.dataset, args.data_root)
     _check_writable(args.out)
     bar = tqdm(total=cfg.max_steps, desc=f"trial {cfg.trial_id}", unit="step", disable=args.no_progress,
@@ -72,6 +74,13 @@ def _check_writable(location: str) -> None:
         probe = os.path.dirname(probe)
     if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
         raise ConfigError(f"output location {location} is not writable")
+    try:  # 1 MiB into an unnamed temporary file: a full disk or quota fails here, not after training
+        with tempfile.TemporaryFile(dir=probe) as handle:
+            handle.write(bytes(2 ** 20))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise ConfigError(f"output location {location} is not writable ({exc.strerror or exc} in {probe})") from None
 
 
 def summary(record: dict) -> str:

@@ -44,6 +44,11 @@ _HOW_TO_GET = {
                 "and pass that root as --data-root",
 }
 
+# Examples in the (train, test) splits of each data set on disk (digits: the fixed split of load_raw);
+# synthetic data has any size. Lets a sweep refuse an impossible n_train before any data is read.
+SPLIT_SIZES = {"mnist": (60000, 10000), "fashion_mnist": (60000, 10000), "cifar10": (50000, 10000),
+               "cifar100": (50000, 10000), "digits": (1297, 500)}
+
 
 class DataNotFoundError(ConfigError):
     """A data set that is not on disk and could not be downloaded."""
@@ -159,6 +164,14 @@ def check_available(name: str, data_root: str | None = None, download: bool = Tr
     """Raise DataNotFoundError (one line, with how to get it) unless `name` can be loaded."""
     if name in _TV_CLASS:
         _find_root(name, data_root, download)
+
+
+def check_sizes(cfg: TrialConfig) -> None:
+    """Raise ConfigError (one line) if the data set has fewer than n_train / n_test examples; reads no data."""
+    for split, n, available in zip(("n_train", "n_test"), (cfg.n_train, cfg.n_test), SPLIT_SIZES.get(cfg.dataset, ())):
+        if n > available:
+            raise ConfigError(f"{split}={n} is larger than {cfg.dataset}'s {split[2:]} split ({available} examples); "
+                              f"use {split} <= {available}")
 
 
 @functools.lru_cache(maxsize=8)

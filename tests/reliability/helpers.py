@@ -1,0 +1,137 @@
+"""Helpers of the reliability tests: sweeps in-process or as a CLI subprocess, fault injection in a
+background thread, our own Ray processes (found by a token in their environment), records."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from typing import Callable
+
+import psutil
+
+# Every process this test session starts (Ray's included, whoever spawns them) inherits this token,
+# so "no process left behind" is checked on ours only: the machine is shared with other Ray users.
+TOKEN_ENV = "RELIABILITY_TEST_TOKEN"
+os.environ.setdefault(TOKEN_ENV, uuid.uuid4().hex)
+LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's single-machine mode: servers on 127.0.0.1
+RECORD_NAME = re.compile(r"^[0-9a-f]{16}\.parquet$")
+METADATA_NAME = re.compile(r"^[0-9a-f]{12}-\d{8}T\d{6}Z-\d+\.json$")
+
+
+def sweep_args(*argv: str) -> argparse.Namespace:
+    from sweeps.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args([*argv, "--quiet"])
+
+
+def sweep(*argv: str, log: Callable[[str], None] = lambda text: None):
+    """`sensitivity sweep ARGV` in this process (on the package's cluster): (plan, report, counts)."""
+    from sweeps.cli import sweep as run
+
+    return run(sweep_args(*argv), log=log)
+
+
+def cli(*argv: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`sensitivity ARGV` as a subprocess (its own Ray, when it starts one)."""
+    return subprocess.run([sys.executable, "-m", "study.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **LOOPBACK, **(env or {})})
+
+
+def popen_cli(*argv: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "study.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **LOOPBACK, **(env or {})})
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.05):
+    """Poll `condition` until it returns something true; AssertionError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Saboteur(threading.Thread):
+    """Runs `action` in the background while the test's main thread runs a sweep; `.check()` re-raises
+    whatever the action raised, so a fault that was never injected fails the test."""
+
+    def __init__(self, action: Callable[[], object]):
+        super().__init__(daemon=True)
+        self.action, self.result, self.error = action, None, None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self.result = self.action()
+        except BaseException as exc:  # handed to the main thread by check()
+            self.error = exc
+
+    def check(self, timeout: float = 30):
+        self.join(timeout)
+        assert not self.is_alive(), "the fault injection did not finish"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def our_processes(key: str = TOKEN_ENV, value: str | None = None) -> list[psutil.Process]:
+    """Live processes, other than this one, whose environment has `key`=`value` (default: this session's
+    token: Ray's processes and subprocess drivers of this session)."""
+    value, found = value or os.environ[key], []
+    for proc in psutil.process_iter(["pid", "name"]):
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(key) == value:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def trial_workers(parent: psutil.Process | None = None) -> list[psutil.Process]:
+    """Ray actors of ours that are running a Tune trial right now (process title ray::ImplicitFunc.train),
+    among the descendants of `parent` (e.g. one node's raylet) if given."""
+    pool = parent.children(recursive=True) if parent is not None else our_processes()
+    busy = []
+    for proc in pool:
+        try:
+            if proc.name().startswith("ray::ImplicitFunc.train"):
+                busy.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return busy
+
+
+def records(out) -> "pd.DataFrame":
+    """The trials table through the analysis loader; fails if it warned about any file."""
+    from analysis.load import load_trials
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = load_trials(str(out))
+    assert not caught, [str(w.message) for w in caught]
+    return frame
+
+
+def listing(directory) -> list[str]:
+    """Every name in `directory`, hidden ones included."""
+    return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+
+
+def planned_ids(preset: str, n: int, seed: int = 0, sets: tuple[str, ...] = ()) -> set[str]:
+    from sweeps.presets import get_preset
+    from sweeps.sampling import parse_overrides, sample
+
+    return {t.trial_id for t in sample(get_preset(preset), parse_overrides(list(sets)), seed, n).trials}
