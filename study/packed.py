@@ -15,7 +15,7 @@ Exactness. Each net sees what it would see alone (study.train.train):
   [k * width, d] @ x^T; nets with different streams each get their own gather and matmul;
 - its own regularizer, with train.py's hooks (prepare, perturb, the penalty on its own loss);
 - its own optimizer: SGD, momentum, Adam and RMSProp are elementwise, so updating the packed
-  parameters with a per-net learning rate is torch.optim's update of each net (see _Optimizer;
+  parameters with a per-net learning rate is torch.optim's update of each net (see study.packed_optim;
   L-BFGS is not elementwise and runs alone, through run_trial);
 - its own stopping: accuracy on its own training set every `eval_every` steps; a net that reaches
   its `target_accuracy`, diverges (non-finite loss or weights) or runs out of steps is copied out
@@ -39,13 +39,12 @@ from dataclasses import dataclass, fields
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch.optim.adam import adam as adam_update
-from torch.optim.sgd import sgd as sgd_update
 
 from study.config import ConfigError, TrialConfig
 from study.data import Dataset, augment, load_dataset
 from study.measures import MeasureContext
 from study.models import MLP, build_model, count_parameters
+from study.packed_optim import PACKABLE_OPTIMIZERS, PackedOptimizer
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
 from study.train import Penalty, TrainOutcome
@@ -56,11 +55,6 @@ from study.trial import TrialResult, _base_record, run_measures, run_trial
 FREE_FIELDS = ("seed", "init_scale", "lr", "random_labels", "reg_strength", "target_accuracy",
                "n_trajectories", "trajectory_points")
 PACK_FIELDS = tuple(f.name for f in fields(TrialConfig) if f.name not in FREE_FIELDS)
-PACKABLE_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, as study.train.make_optimizer uses
-RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8  # torch.optim.RMSprop's defaults
-MOMENTUM = 0.9  # study.train.make_optimizer's "momentum"
-FUSED_MIN_PARAMS = 40_000  # per net; from about here on torch's fused kernels beat the batched update on a CPU
 
 
 def pack_key(cfg: TrialConfig) -> tuple:
@@ -129,86 +123,6 @@ def _forward(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rest:
     for i in range(0, len(rest), 2):
         h = torch.baddbmm(rest[i + 1].unsqueeze(2), rest[i], act(h))
     return h
-
-
-class _Optimizer:
-    """torch.optim's SGD / momentum / Adam / RMSprop updates on the packed parameters, with a per-net lr.
-
-    Two exact ways, by net size:
-    - small nets: the update of torch.optim's single-tensor implementation (same formulas, same order)
-      applied to each layer's block [S, numel] with lr [S, 1]: a handful of operations per layer
-      whatever S is. Temporaries go to preallocated buffers (a fresh multi-megabyte tensor per
-      operation costs more, in page faults, than the arithmetic).
-    - nets of at least FUSED_MIN_PARAMS parameters: torch.optim's own fused kernels (functional API
-      torch.optim.adam.adam / torch.optim.sgd.sgd, fused=True), one call per net with that net's lr,
-      on views of the packed tensors: one pass over memory instead of about nine.
-    Momentum buffers start at zero, which is exact: torch's first step sets buf = g = 0.9 * 0 + g."""
-
-    def __init__(self, kind: str, lr: list[float], theta: torch.Tensor, layout: _Layout) -> None:
-        if kind not in PACKABLE_OPTIMIZERS:
-            raise ConfigError(f"optimizer {kind!r} does not pack; packable: {', '.join(PACKABLE_OPTIMIZERS)}")
-        self.kind, self.lrs, self.step_count = kind, list(lr), 0
-        self.lr = torch.tensor(lr, dtype=theta.dtype, device=theta.device)[:, None]
-        self.fused = (kind != "rmsprop" and sum(layout.numels) >= FUSED_MIN_PARAMS
-                      and theta.device.type in ("cpu", "cuda"))
-        names = {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"), "rmsprop": ("v",)}[kind]
-        self.state = {name: torch.zeros_like(theta) for name in names}
-        if self.fused and kind == "adam":  # torch keeps one step counter per parameter tensor
-            self.steps = torch.zeros(len(lr), len(layout.numels), dtype=theta.dtype, device=theta.device)
-        self.buffers = [] if self.fused else [torch.empty_like(theta), torch.empty_like(theta)]
-
-    def select(self, layout: _Layout, count: int, keep: torch.Tensor) -> None:
-        self.lrs = [self.lrs[i] for i in keep.tolist()]
-        self.lr = self.lr.index_select(0, keep)
-        self.state = {k: layout.select(v, count, keep) for k, v in self.state.items()}
-        self.buffers = [b[:len(keep) * sum(layout.numels)] for b in self.buffers]
-        if hasattr(self, "steps"):
-            self.steps = self.steps.index_select(0, keep)
-
-    @torch.no_grad()
-    def step(self, layout: _Layout, theta: torch.Tensor, grads: list[torch.Tensor]) -> None:
-        self.step_count += 1
-        count = len(self.lrs)
-        blocks = lambda flat: [t.view(count, -1) for t in layout.split(flat, count)]  # noqa: E731
-        params, grads = blocks(theta), [g.reshape(count, -1) for g in grads]
-        state = {name: blocks(v) for name, v in self.state.items()}
-        if self.fused:
-            for s, lr in enumerate(self.lrs):
-                per = lambda ts: [t[s] for t in ts]  # noqa: E731
-                if self.kind == "adam":
-                    b1, b2 = ADAM_BETAS
-                    adam_update(per(params), per(grads), per(state["m"]), per(state["v"]), [],
-                                list(self.steps[s].unbind()), fused=True, amsgrad=False, beta1=b1,
-                                beta2=b2, lr=lr, weight_decay=0.0, eps=ADAM_EPS, maximize=False)
-                else:
-                    momentum = MOMENTUM if self.kind == "momentum" else 0.0
-                    sgd_update(per(params), per(grads), per(state["buf"]) if momentum else [None] * len(params),
-                              fused=True, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
-                              nesterov=False, maximize=False)
-            return
-        for l, (p, g, a, b) in enumerate(zip(params, grads, blocks(self.buffers[0]), blocks(self.buffers[1]))):
-            self._update(p, g, a, b, {name: v[l] for name, v in state.items()})
-
-    def _update(self, p, g, a, b, state) -> None:
-        if self.kind == "sgd":  # p -= lr g
-            p.sub_(torch.mul(g, self.lr, out=a))
-        elif self.kind == "momentum":  # buf = 0.9 buf + g (buf = g at the first step); p -= lr buf
-            buf = state["buf"]
-            buf.mul_(MOMENTUM).add_(g)
-            p.sub_(torch.mul(buf, self.lr, out=a))
-        elif self.kind == "adam":  # p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-            b1, b2 = ADAM_BETAS
-            m, v = state["m"], state["v"]
-            m.lerp_(g, 1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            torch.sqrt(v, out=a).div_(math.sqrt(1 - b2 ** self.step_count)).add_(ADAM_EPS)
-            torch.mul(m, self.lr, out=b).div_(1 - b1 ** self.step_count)
-            p.addcdiv_(b, a, value=-1.0)
-        else:  # rmsprop: v = 0.99 v + 0.01 g^2; p -= lr g / (sqrt(v) + eps)
-            v = state["v"]
-            v.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-            torch.sqrt(v, out=a).add_(RMSPROP_EPS)
-            p.addcdiv_(torch.mul(g, self.lr, out=b), a, value=-1.0)
 
 
 class _Stream:
@@ -286,7 +200,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
     labels = torch.stack([datas[i].y_train for i in active])  # [S, n], row = position in `active`
     theta = torch.cat([torch.stack([getattr(models[i].layers[l], name).detach() for i in active]).reshape(-1)
                        for l in range(len(models[0].layers)) for name in ("weight", "bias")])
-    optimizer = _Optimizer(cfg0.optimizer, [cfgs[i].lr for i in active], theta, layout)
+    optimizer = PackedOptimizer(cfg0.optimizer, [cfgs[i].lr for i in active], theta, layout)
     template = None
     if any(p is not None for p in penalties):
         template = _PenaltyCall(MLP(layout.shapes[0][1], cfg0.width, cfg0.depth, layout.shapes[-1][0],

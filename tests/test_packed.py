@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-import study.packed as packed
+import study.packed_optim as packed_optim
 from study.config import ConfigError, TrialConfig
 from study.packed import group_into_packs, pack_key, run_packed
 from study.trial import run_trial
@@ -70,7 +70,7 @@ def test_packed_trials_equal_trials_alone(optimizer, lrs, extra):
 
 @pytest.mark.parametrize("optimizer", ["adam", "momentum", "sgd"])
 def test_fused_update_path_equals_trials_alone(monkeypatch, optimizer):
-    monkeypatch.setattr(packed, "FUSED_MIN_PARAMS", 0)  # torch's fused kernels, one call per net
+    monkeypatch.setattr(packed_optim, "FUSED_MIN_PARAMS", 0)  # torch's fused kernels, one call per net
     lrs = {"adam": [0.01, 0.003, 0.03, 0.01], "momentum": [0.05, 0.02, 0.1, 0.05], "sgd": [0.1, 0.3, 0.05, 0.2]}
     check_pack(mixed_pack(optimizer, lrs[optimizer], max_steps=100))
 
