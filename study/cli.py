@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 
 from study.config import ConfigError, TrialConfig, parse_assignment
 
@@ -37,6 +35,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from study.data import check_available, check_sizes
+    from study.records import check_writable
     from study.resources import check_memory, resolve_device
     from study.trial import run_trial
 
@@ -45,7 +44,7 @@ def run_trial_command(args: argparse.Namespace) -> int:
     check_memory(cfg, device)
     check_sizes(cfg)
     check_available(cfg.dataset, args.data_root)
-    _check_writable(args.out)
+    check_writable(args.out)
     bar = tqdm(total=cfg.max_steps, desc=f"trial {cfg.trial_id}", unit="step", disable=args.no_progress,
                dynamic_ncols=True)
 
@@ -63,24 +62,6 @@ def run_trial_command(args: argparse.Namespace) -> int:
     print(summary(result.record))
     print(f"wrote trials/, points/, trajectories/{cfg.trial_id}.parquet under {args.out}")
     return 0 if result.status != "error" else 1
-
-
-def _check_writable(location: str) -> None:
-    if "://" in location:
-        return
-    path = os.path.abspath(location)
-    probe = path
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
-        raise ConfigError(f"output location {location} is not writable")
-    try:  # 1 MiB into an unnamed temporary file: a full disk or quota fails here, not after training
-        with tempfile.TemporaryFile(dir=probe) as handle:
-            handle.write(bytes(2 ** 20))
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError as exc:
-        raise ConfigError(f"output location {location} is not writable ({exc.strerror or exc} in {probe})") from None
 
 
 def summary(record: dict) -> str:

@@ -14,6 +14,7 @@ stores, where an object only appears once complete); readers ignore names starti
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.config import TrialConfig
+from study.config import ConfigError, TrialConfig
 
 SCHEMA_VERSION = 1
 TABLES = ("trials", "points", "trajectories")
@@ -152,6 +153,39 @@ def resolve(location: str) -> tuple[pafs.FileSystem, str]:
     if "://" in location:
         return pafs.FileSystem.from_uri(location)
     return pafs.LocalFileSystem(), os.path.abspath(location)
+
+
+def check_writable(location: str) -> None:
+    """ConfigError (one line) unless records can be written at `location` (a directory: write access and
+    1 MiB free; an object store: the bucket is reachable and exists); leaves nothing behind."""
+    if "://" not in location:
+        path = os.path.abspath(location)
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ConfigError(f"--out {location} is a file, not a directory")
+        probe = path
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe):
+            raise ConfigError(f"--out {location} cannot be created: {probe} is a file, not a directory")
+        try:  # 1 MiB into an unnamed temporary file (O_TMPFILE): proves write access and some free space
+            with tempfile.TemporaryFile(dir=probe) as handle:  # (quotas included); leaves nothing behind
+                handle.write(bytes(2 ** 20))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            raise ConfigError(f"--out {location} is not writable ({exc.strerror or exc} in {probe}); "
+                              "choose another directory") from None
+        return
+    try:
+        fs, root = resolve(location)
+        bucket = root.split("/", 1)[0]
+        info = fs.get_file_info(bucket)
+    except Exception as exc:  # bad URI, unreachable endpoint, refused credentials
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--out {location} cannot be reached: {first}") from None
+    if info.type != pafs.FileType.Directory:
+        raise ConfigError(f"--out {location}: bucket {bucket!r} does not exist or is not visible with "
+                          "these credentials; create it first")
 
 
 def write_table_atomic(location: str, table: str, trial_id: str, data: pa.Table) -> str:

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from study.config import ConfigError
+from study.records import check_writable
 from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
 from sweeps.cluster import check_resources, ray_session
@@ -118,7 +119,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         check_sizes(planned.config)
     for name in sorted({t.config.dataset for t in drawn.trials}):
         check_available(name, args.data_root)
-    output.check_writable(args.out)
+    check_writable(args.out)
     moved = list(preset.intervention.baseline) if preset.intervention else []  # the intervention's fields first
     candidates = moved + sorted((set(preset.factors) | set(preset.linked) | set(overrides)) - set(moved))
     varying = [k for k in candidates if len({getattr(t.config, k) for t in drawn.trials}) > 1][:6]

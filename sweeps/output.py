@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -21,7 +20,6 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.config import ConfigError
 from study.records import TABLES, resolve
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
@@ -30,38 +28,6 @@ STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a ki
 def absolute(location: str) -> str:
     """Workers run elsewhere (another directory, another node): give them an absolute path or the URI."""
     return location if "://" in location else os.path.abspath(location)
-
-
-def check_writable(location: str, timeout_s: float = 10.0) -> None:
-    """ConfigError (one line) unless records can be written at `location`; writes nothing."""
-    if "://" not in location:
-        path = os.path.abspath(location)
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise ConfigError(f"--out {location} is a file, not a directory")
-        probe = path
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        if not os.path.isdir(probe):
-            raise ConfigError(f"--out {location} cannot be created: {probe} is a file, not a directory")
-        try:  # 1 MiB into an unnamed temporary file (O_TMPFILE): proves write access and some free space
-            with tempfile.TemporaryFile(dir=probe) as handle:  # (quotas included); leaves nothing behind
-                handle.write(bytes(2 ** 20))
-                handle.flush()
-                os.fsync(handle.fileno())
-        except OSError as exc:
-            raise ConfigError(f"--out {location} is not writable ({exc.strerror or exc} in {probe}); "
-                              "choose another directory") from None
-        return
-    try:
-        fs, root = resolve(location)
-        bucket = root.split("/", 1)[0]
-        info = fs.get_file_info(bucket)
-    except Exception as exc:  # bad URI, unreachable endpoint, refused credentials
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--out {location} cannot be reached: {first}") from None
-    if info.type != pafs.FileType.Directory:
-        raise ConfigError(f"--out {location}: bucket {bucket!r} does not exist or is not visible with "
-                          "these credentials; create it first")
 
 
 def clean_stale_temps(location: str, older_than_s: float = STALE_TEMP_S) -> int:
