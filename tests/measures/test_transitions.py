@@ -11,8 +11,9 @@ from study.config import TrialConfig
 from study.data import load_dataset, translate
 from study.measures import MEASURES, MeasureContext
 from study.measures.jacobian import jacobian_norms
-from study.measures.transitions import (KINDS, count_transitions_ellipse, count_transitions_ellipses,
-                                        count_transitions_path, ellipse_through, pattern_changes, trajectories)
+from study.measures.transitions import (KINDS, START_SAMPLES, count_transitions_ellipse,
+                                        count_transitions_ellipses, count_transitions_path, ellipse_through,
+                                        pattern_changes, trajectories)
 from study.models import MLP, build_model
 
 torch.set_num_threads(1)
@@ -163,9 +164,49 @@ def test_smooth_nonlinearity_is_sampled_until_converged():
     result = count_transitions_ellipse(model, c, u, v)
     assert expected > 10
     assert (result.transitions, result.method, result.converged) == (expected, "sampled", True)
-    assert result.resolution >= 2048 and result.resolution & (result.resolution - 1) == 0  # a power of 2
-    capped = count_transitions_ellipse(model, c, u, v, max_samples=1024)
-    assert (capped.resolution, capped.converged) == (1024, False)
+    assert result.resolution >= 4 * START_SAMPLES and result.resolution & (result.resolution - 1) == 0  # a power of 2
+    capped = count_transitions_ellipse(model, c, u, v, max_samples=2 * START_SAMPLES)  # one doubling: not enough
+    assert (capped.resolution, capped.converged) == (2 * START_SAMPLES, False)
+
+
+def unit_sign_changes(model: MLP, x: torch.Tensor, closed: bool) -> int:
+    """Sum over hidden units of sign changes between consecutive rows of x (a plain forward pass from x)."""
+    total, h = 0, x
+    for layer in model.layers[:-1]:
+        z = layer(h)
+        signs = torch.cat([z, z[:1]]) >= 0 if closed else z >= 0
+        total += int((signs[1:] != signs[:-1]).sum())
+        h = model.act(z)
+    return total
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_sampled_count_is_the_unit_sign_changes_at_its_final_resolution(closed):
+    """The doubling reuses samples and projects the curve through the first layer: the count must equal a
+    fresh forward pass from the input at the final resolution."""
+    model = random_mlp(7, 24, 4, "sigmoid", seed=21, bias_std=1.0)
+    if closed:
+        c, u, v = ellipse_through(*gaussian((3, 7), seed=22, std=3.0))
+        result = count_transitions_ellipse(model, c, u, v)
+        x = ellipse_samples(c, u, v, result.resolution)
+    else:
+        points = gaussian((5, 7), seed=23, std=3.0)
+        result = count_transitions_path(model, points)
+        x = polyline_samples(points, result.resolution // (len(points) - 1))
+    assert result.converged and result.transitions > 20
+    assert result.transitions == unit_sign_changes(model, x, closed)
+
+
+def test_unit_count_reaches_the_dense_pattern_count_that_sampling_patterns_approaches():
+    """Sampling whole patterns merges crossings of different units closer than the spacing; counting each unit's
+    sign changes does not, so it converges at a coarse resolution to what pattern sampling reaches only densely."""
+    model = random_mlp(6, 64, 3, "tanh", seed=31, bias_std=0.5)
+    c, u, v = ellipse_through(*gaussian((3, 6), seed=32, std=4.0))
+    result = count_transitions_ellipse(model, c, u, v)
+    assert result.converged and result.resolution <= 4096 and result.transitions > 100
+    coarse = pattern_changes(model, ellipse_samples(c, u, v, result.resolution))
+    dense = pattern_changes(model, ellipse_samples(c, u, v, 2 ** 20))
+    assert coarse < result.transitions == dense
 
 
 def test_smooth_deeper_net_converges_to_dense_count():
