@@ -21,10 +21,20 @@ from study.data import Dataset
 @dataclass
 class MeasureContext:
     cfg: TrialConfig
-    model: torch.nn.Module  # trained, eval mode, on `device`
+    model: torch.nn.Module  # trained, eval mode, on `device`; measures must not change it
     data: Dataset  # on `device`
     device: torch.device
     chunk_size: int = 1024  # points per batched computation (bounds memory)
+    _logits: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def logits(self, split: str) -> torch.Tensor:
+        """h(x) on every "train" or "test" point [n, C], computed once per context and shared by the measures."""
+        if split not in self._logits:
+            x = {"train": self.data.x_train, "test": self.data.x_test}[split]
+            with torch.no_grad():
+                self._logits[split] = torch.cat([self.model(x[lo:lo + self.chunk_size])
+                                                 for lo in range(0, x.shape[0], self.chunk_size)])
+        return self._logits[split]
 
 
 @dataclass

@@ -48,9 +48,17 @@ def parameter_norm(model: nn.Module, include_biases: bool = False) -> float:
     return math.sqrt(total)
 
 
+def spectral_norm(w: torch.Tensor) -> float:
+    """||W||_2 = sqrt(λ_max(W W^T)), from the smaller of the Gram matrices W W^T and W^T W by a symmetric
+    eigensolver in float64: exact like an SVD (same value to ~1e-15 relative) at a third of its cost."""
+    w = w.double()
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return math.sqrt(max(float(torch.linalg.eigvalsh(gram)[-1]), 0.0))
+
+
 def spectral_norms(model: nn.Module) -> list[float]:
-    """||W_l||_2 (largest singular value, exact by SVD in float64) for every weight matrix."""
-    return [float(torch.linalg.matrix_norm(w.double(), ord=2)) for w in weight_matrices(model)]
+    """||W_l||_2 (largest singular value) for every weight matrix."""
+    return [spectral_norm(w) for w in weight_matrices(model)]
 
 
 def _exp_or_inf(log_value: float) -> float:
@@ -89,17 +97,22 @@ def path_norm(model: nn.Module) -> float:
     return _exp_or_inf(0.5 * (math.log(float(v.sum())) + log_scale))
 
 
+def margins_of(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-point output margin h_y - max_{j != y} h_j from logits h [n, C], float64 [n] (negative when misclassified)."""
+    logits = logits.double()
+    correct = logits.gather(1, y[:, None]).squeeze(1)
+    return correct - logits.scatter(1, y[:, None], -math.inf).amax(dim=1)
+
+
 def margins(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk_size: int = 1024) -> torch.Tensor:
     """Per-point output margin h_y(x) - max_{j != y} h_j(x), [n] (negative when misclassified)."""
-    parts = []
     with torch.no_grad():
-        for start in range(0, x.shape[0], chunk_size):
-            logits = model(x[start:start + chunk_size]).double()
-            yb = y[start:start + chunk_size]
-            correct = logits.gather(1, yb[:, None]).squeeze(1)
-            others = logits.scatter(1, yb[:, None], -math.inf).amax(dim=1)
-            parts.append(correct - others)
-    return torch.cat(parts)
+        return torch.cat([margins_of(model(x[lo:lo + chunk_size]), y[lo:lo + chunk_size])
+                          for lo in range(0, x.shape[0], chunk_size)])
+
+
+def _quantile(values: torch.Tensor, quantile: float) -> float:
+    return float(np.quantile(values.cpu().numpy(), quantile))
 
 
 def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quantile: float = MARGIN_QUANTILE,
@@ -107,8 +120,7 @@ def margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor, quantile: float =
     """The `quantile` (default 10th percentile, Jiang et al. 2020) of the output margins over (x, y).
 
     A low quantile rather than the minimum: one mislabeled or outlying point does not decide it."""
-    values = margins(model, x, y, chunk_size).cpu().numpy()
-    return float(np.quantile(values, quantile))
+    return _quantile(margins(model, x, y, chunk_size), quantile)
 
 
 def _over_margin(norms: list[float], gamma: float) -> float:
@@ -128,7 +140,7 @@ def spectral_over_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 def measure(ctx: MeasureContext) -> MeasureOutput:
     """The five baselines as trial columns; margins over the training points, labels as trained."""
     norms = spectral_norms(ctx.model)
-    gamma = margin(ctx.model, ctx.data.x_train, ctx.data.y_train, chunk_size=ctx.chunk_size)
+    gamma = _quantile(margins_of(ctx.logits("train"), ctx.data.y_train), MARGIN_QUANTILE)
     return MeasureOutput(record={
         "measure.param_norm": parameter_norm(ctx.model),
         "measure.spectral_product": _exp_or_inf(_log_product(norms)),

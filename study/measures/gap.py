@@ -7,7 +7,7 @@ accuracy on the true training labels is recorded too (`train.accuracy_true_label
 from __future__ import annotations
 
 from study.measures import MeasureContext, MeasureOutput, register
-from study.measures.pointwise import pointwise_loss
+from study.measures.pointwise import loss_and_correct
 
 
 def generalization_gap(train_loss: float, test_loss: float, train_acc: float, test_acc: float) -> dict[str, float]:
@@ -18,9 +18,9 @@ def generalization_gap(train_loss: float, test_loss: float, train_acc: float, te
 @register("gap")
 def measure(ctx: MeasureContext) -> MeasureOutput:
     data = ctx.data
-    tr_loss, tr_ok = pointwise_loss(ctx.model, data.x_train, data.y_train)
-    te_loss, te_ok = pointwise_loss(ctx.model, data.x_test, data.y_test)
-    _, true_ok = pointwise_loss(ctx.model, data.x_train, data.y_train_true)
+    tr_loss, tr_ok = loss_and_correct(ctx.logits("train"), data.y_train)
+    te_loss, te_ok = loss_and_correct(ctx.logits("test"), data.y_test)
+    _, true_ok = loss_and_correct(ctx.logits("train"), data.y_train_true)
     record = {"train.loss": float(tr_loss.mean()), "train.accuracy": float(tr_ok.double().mean()),
               "test.loss": float(te_loss.mean()), "test.accuracy": float(te_ok.double().mean()),
               "train.accuracy_true_labels": float(true_ok.double().mean())}

@@ -12,24 +12,24 @@ import torch
 from study.measures import MeasureContext, MeasureOutput, register
 
 
+def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(l = -log softmax(h)_y per point in float64 [B], argmax h == y per point [B] bool) from logits h [B, C]."""
+    return torch.nn.functional.cross_entropy(logits.double(), y, reduction="none"), logits.argmax(dim=1) == y
+
+
 def pointwise_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                    chunk_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-point cross-entropy loss [B], per-point correctness [B] as bool)."""
-    losses, correct = [], []
     with torch.no_grad():
-        for start in range(0, x.shape[0], chunk_size):
-            logits = model(x[start:start + chunk_size])
-            yb = y[start:start + chunk_size]
-            losses.append(torch.nn.functional.cross_entropy(logits.double(), yb, reduction="none"))
-            correct.append(logits.argmax(dim=1) == yb)
-    return torch.cat(losses), torch.cat(correct)
+        logits = torch.cat([model(x[lo:lo + chunk_size]) for lo in range(0, x.shape[0], chunk_size)])
+    return loss_and_correct(logits, y)
 
 
 @register("pointwise")
 def measure(ctx: MeasureContext) -> MeasureOutput:
     frames = []
     for split, x, y in (("train", ctx.data.x_train, ctx.data.y_train), ("test", ctx.data.x_test, ctx.data.y_test)):
-        loss, correct = pointwise_loss(ctx.model, x, y)
+        loss, correct = loss_and_correct(ctx.logits(split), y)
         frames.append(pd.DataFrame({"split": split, "index": np.arange(len(y)), "label": y.cpu().numpy(),
                                     "loss": loss.cpu().numpy(), "correct": correct.cpu().numpy()}))
     return MeasureOutput(points=pd.concat(frames, ignore_index=True))

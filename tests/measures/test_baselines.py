@@ -9,7 +9,7 @@ from torch import nn
 from study.config import TrialConfig
 from study.data import Dataset
 from study.measures import MEASURES, MeasureContext
-from study.measures.baselines import (margin, margins, parameter_norm, path_norm, spectral_norms,
+from study.measures.baselines import (margin, margins, parameter_norm, path_norm, spectral_norm, spectral_norms,
                                       spectral_over_margin, spectral_product)
 from study.models import MLP
 from study.records import TRIAL_COLUMNS
@@ -40,6 +40,20 @@ def test_spectral_norms_match_numpy_svd():
     expected = [np.linalg.svd(l.weight.numpy(), compute_uv=False)[0] for l in model.layers]
     np.testing.assert_allclose(spectral_norms(model), expected, rtol=1e-10)
     assert spectral_product(model) == pytest.approx(float(np.prod(expected)), rel=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(300, 120), (120, 300)])
+def test_spectral_norm_of_a_matrix_with_known_singular_values(shape):
+    """W = U diag(σ) V^T with orthonormal U, V: ||W||_2 = max σ, to near machine precision, tall or wide."""
+    g = np.random.default_rng(3)
+    k = min(shape)
+    u = np.linalg.qr(g.standard_normal((shape[0], k)))[0]
+    v = np.linalg.qr(g.standard_normal((shape[1], k)))[0]
+    sigma = np.sort(g.uniform(0.1, 7.0, k))[::-1]
+    sigma[1] = sigma[0] * (1 - 1e-9)  # a near-tie at the top does not disturb the value
+    w = torch.from_numpy(u @ np.diag(sigma) @ v.T).float()
+    assert spectral_norm(w) == pytest.approx(float(np.linalg.svd(w.double().numpy(), compute_uv=False)[0]), rel=1e-12)
+    assert spectral_norm(w) == pytest.approx(sigma[0], rel=1e-6)  # float32 rounding of W
 
 
 def brute_force_path_norm(model: MLP) -> float:
