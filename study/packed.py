@@ -55,6 +55,7 @@ from study.trial import TrialResult, _base_record, run_measures, run_trial
 FREE_FIELDS = ("seed", "init_scale", "lr", "random_labels", "reg_strength", "target_accuracy",
                "n_trajectories", "trajectory_points")
 PACK_FIELDS = tuple(f.name for f in fields(TrialConfig) if f.name not in FREE_FIELDS)
+GROUPED_MAX = 2  # up to this many distinct inputs per step, a wide first-layer matmul per input; above, one bmm
 
 
 def pack_key(cfg: TrialConfig) -> tuple:
@@ -112,13 +113,17 @@ class _Layout:
 def _forward(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rest: list[torch.Tensor], act) -> torch.Tensor:
     """Logits [S, C, B] of S stacked MLPs.
 
-    first: per group of consecutive nets that share an input, (W_1 [k, width, d], b_1 [k, width], x [B, d]);
+    first: per group of consecutive nets, (W_1 [k, width, d], b_1 [k, width], x), with x [B, d] when the k
+    nets share an input (one wide matmul) or [k, B, d] with one input per net (one batched matmul);
     rest: W_2, b_2, ..., W_L, b_L of all nets, [S, out, in] and [S, out]. Activations are kept
     feature-major ([S, width, B]) so every product is a plain (b)mm on contiguous operands."""
     parts = []
-    for w1, b1, x in first:  # one wide matmul for all nets that share an input
+    for w1, b1, x in first:
         k, width, d = w1.shape
-        parts.append(torch.addmm(b1.reshape(k * width, 1), w1.reshape(k * width, d), x.T).view(k, width, -1))
+        if x.dim() == 3:
+            parts.append(torch.baddbmm(b1.unsqueeze(2), w1, x.transpose(1, 2)))
+        else:
+            parts.append(torch.addmm(b1.reshape(k * width, 1), w1.reshape(k * width, d), x.T).view(k, width, -1))
     h = parts[0] if len(parts) == 1 else torch.cat(parts)
     for i in range(0, len(rest), 2):
         h = torch.baddbmm(rest[i + 1].unsqueeze(2), rest[i], act(h))
@@ -236,7 +241,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
             drawn = {}  # stream -> (minibatch rows or None for the full batch, inputs), in train.py's order
             for seed, s in streams.items():
                 index = s.next_index()
-                xb = s.x if index is None else s.x[index]
+                xb = s.x if index is None else s.x.index_select(0, index)
                 if cfg0.augment:
                     xb = augment(xb, datas[0].image_shape, cfg0.augment_shift, flip, s.gen)
                 drawn[seed] = (index, xb)
@@ -245,16 +250,19 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
             yb = []
             for a, b in _runs([stream_seed[i] for i in active]):
                 index = drawn[stream_seed[active[a]]][0]
-                yb.append(labels[a:b] if index is None else labels[a:b][:, index])
+                yb.append(labels[a:b] if index is None else labels[a:b].index_select(1, index))
             yb = yb[0] if len(yb) == 1 else torch.cat(yb)
             # Leaves: the first layer per input group (a slice of a leaf would zero-fill its whole gradient
             # in backward, once per group), the other layers whole.
             params = layout.split(theta, len(active))
             runs = _runs([id(x) for x in inputs])  # nets that share an input: one wide matmul
+            groups = [inputs[a] for a, _ in runs]
+            if len(runs) > GROUPED_MAX:  # many inputs: one batched matmul over all nets beats a matmul per group
+                runs, groups = [(0, len(active))], [torch.stack(inputs)]
             firsts = [(params[0][a:b].detach().requires_grad_(True), params[1][a:b].detach().requires_grad_(True))
                       for a, b in runs]
             rest = [t.detach().requires_grad_(True) for t in params[2:]]
-            logits = _forward([(w, b, inputs[a]) for (w, b), (a, _) in zip(firsts, runs)], rest, act)  # [S, C, B]
+            logits = _forward([(w, b, x) for (w, b), x in zip(firsts, groups)], rest, act)  # [S, C, B]
             losses = F.cross_entropy(logits, yb, reduction="none").mean(1)
             if template is not None:
                 group = [g for g, (a, b) in enumerate(runs) for _ in range(a, b)]

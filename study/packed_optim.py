@@ -27,9 +27,10 @@ class PackedOptimizer:
 
     Two exact ways, by net size:
     - small nets: the update of torch.optim's single-tensor implementation (same formulas, same order)
-      applied to each layer's block [S, numel] with lr [S, 1]: a handful of operations per layer
-      whatever S is. Temporaries go to preallocated buffers (a fresh multi-megabyte tensor per
-      operation costs more, in page faults, than the arithmetic).
+      applied to the whole flat vector at once, with a flat per-element lr (each net's lr on its own
+      elements): a handful of operations per step whatever S and the depth are. Temporaries go to
+      preallocated buffers (a fresh multi-megabyte tensor per operation costs more, in page faults,
+      than the arithmetic).
     - nets of at least FUSED_MIN_PARAMS parameters: torch.optim's own fused kernels (functional API
       torch.optim.adam.adam / torch.optim.sgd.sgd, fused=True), one call per net with that net's lr,
       on views of the packed tensors: one pass over memory instead of about nine.
@@ -39,7 +40,8 @@ class PackedOptimizer:
         if kind not in PACKABLE_OPTIMIZERS:
             raise ConfigError(f"optimizer {kind!r} does not pack; packable: {', '.join(PACKABLE_OPTIMIZERS)}")
         self.kind, self.lrs, self.step_count = kind, list(lr), 0
-        self.lr = torch.tensor(lr, dtype=theta.dtype, device=theta.device)[:, None]
+        lr_per_net = torch.tensor(lr, dtype=theta.dtype, device=theta.device)[:, None]
+        self.lr = torch.cat([lr_per_net.expand(len(lr), n).reshape(-1) for n in layout.numels])  # like theta
         self.fused = (kind != "rmsprop" and sum(layout.numels) >= FUSED_MIN_PARAMS
                       and theta.device.type in ("cpu", "cuda"))
         names = {"sgd": (), "momentum": ("buf",), "adam": ("m", "v"), "rmsprop": ("v",)}[kind]
@@ -50,7 +52,7 @@ class PackedOptimizer:
 
     def select(self, layout, count: int, keep: torch.Tensor) -> None:
         self.lrs = [self.lrs[i] for i in keep.tolist()]
-        self.lr = self.lr.index_select(0, keep)
+        self.lr = layout.select(self.lr, count, keep)
         self.state = {k: layout.select(v, count, keep) for k, v in self.state.items()}
         self.buffers = [b[:len(keep) * sum(layout.numels)] for b in self.buffers]
         if hasattr(self, "steps"):
@@ -58,27 +60,27 @@ class PackedOptimizer:
 
     @torch.no_grad()
     def step(self, layout, theta: torch.Tensor, grads: list[torch.Tensor]) -> None:
+        """One update of theta from the gradients of its blocks (layout order: [S, *shape] per tensor)."""
         self.step_count += 1
+        if not self.fused:
+            self._update(theta, torch.cat([g.reshape(-1) for g in grads]), *self.buffers, self.state)
+            return
         count = len(self.lrs)
         blocks = lambda flat: [t.view(count, -1) for t in layout.split(flat, count)]  # noqa: E731
         params, grads = blocks(theta), [g.reshape(count, -1) for g in grads]
         state = {name: blocks(v) for name, v in self.state.items()}
-        if self.fused:
-            for s, lr in enumerate(self.lrs):
-                per = lambda ts: [t[s] for t in ts]  # noqa: E731
-                if self.kind == "adam":
-                    b1, b2 = ADAM_BETAS
-                    adam_update(per(params), per(grads), per(state["m"]), per(state["v"]), [],
-                                list(self.steps[s].unbind()), fused=True, amsgrad=False, beta1=b1,
-                                beta2=b2, lr=lr, weight_decay=0.0, eps=ADAM_EPS, maximize=False)
-                else:
-                    momentum = MOMENTUM if self.kind == "momentum" else 0.0
-                    sgd_update(per(params), per(grads), per(state["buf"]) if momentum else [None] * len(params),
-                              fused=True, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
-                              nesterov=False, maximize=False)
-            return
-        for l, (p, g, a, b) in enumerate(zip(params, grads, blocks(self.buffers[0]), blocks(self.buffers[1]))):
-            self._update(p, g, a, b, {name: v[l] for name, v in state.items()})
+        for s, lr in enumerate(self.lrs):
+            per = lambda ts: [t[s] for t in ts]  # noqa: E731
+            if self.kind == "adam":
+                b1, b2 = ADAM_BETAS
+                adam_update(per(params), per(grads), per(state["m"]), per(state["v"]), [],
+                            list(self.steps[s].unbind()), fused=True, amsgrad=False, beta1=b1,
+                            beta2=b2, lr=lr, weight_decay=0.0, eps=ADAM_EPS, maximize=False)
+            else:
+                momentum = MOMENTUM if self.kind == "momentum" else 0.0
+                sgd_update(per(params), per(grads), per(state["buf"]) if momentum else [None] * len(params),
+                           fused=True, weight_decay=0.0, momentum=momentum, lr=lr, dampening=0.0,
+                           nesterov=False, maximize=False)
 
     def _update(self, p, g, a, b, state) -> None:
         if self.kind == "sgd":  # p -= lr g

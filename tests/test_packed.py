@@ -7,6 +7,7 @@ import math
 import pandas as pd
 import pytest
 
+import study.packed
 import study.packed_optim as packed_optim
 from study.config import ConfigError, TrialConfig
 from study.packed import group_into_packs, pack_key, run_packed
@@ -73,6 +74,14 @@ def test_fused_update_path_equals_trials_alone(monkeypatch, optimizer):
     monkeypatch.setattr(packed_optim, "FUSED_MIN_PARAMS", 0)  # torch's fused kernels, one call per net
     lrs = {"adam": [0.01, 0.003, 0.03, 0.01], "momentum": [0.05, 0.02, 0.1, 0.05], "sgd": [0.1, 0.3, 0.05, 0.2]}
     check_pack(mixed_pack(optimizer, lrs[optimizer], max_steps=100))
+
+
+@pytest.mark.parametrize("grouped_max", [0, 100])
+def test_first_layer_per_input_group_or_one_batched_matmul(monkeypatch, grouped_max):
+    """A pack's first layer is a wide matmul per group of nets sharing an input, or one bmm over stacked inputs
+    (study.packed.GROUPED_MAX picks by the number of groups): both are exact."""
+    monkeypatch.setattr(study.packed, "GROUPED_MAX", grouped_max)
+    check_pack(mixed_pack("adam", [0.01, 0.003, 0.03, 0.01], max_steps=100))
 
 
 def test_a_diverging_net_leaves_the_pack_alone():
