@@ -4,7 +4,8 @@ Small nets leave a CPU (and even more a GPU) idle: per step, Python and kernel-l
 dominate the arithmetic. Packing trains S nets that share an architecture and a training schedule
 (`pack_key`) together: their parameters live in one flat vector, layer-major
 ([W_1 of every net, b_1 of every net, W_2, ...]), so layer l of all nets is a contiguous
-[S, out, in] block and one step is a few batched matmuls plus one optimizer update per layer block.
+[S, out, in] block (study.packed_layout) and one step is a few batched matmuls plus one optimizer update
+of the whole vector (study.packed_optim).
 
 Exactness. Each net sees what it would see alone (study.train.train):
 - its own data subset, labels (random labels included) and initial weights (study.data.load_dataset,
@@ -12,7 +13,8 @@ Exactness. Each net sees what it would see alone (study.train.train):
 - its own minibatch sequence: one torch.Generator per distinct `seed_for("train")` (the
   "stream"), drawn in train.py's order (randperm when an epoch ends, then augmentation). Nets with
   the same stream see the same minibatches, so their first layer is one wide matmul
-  [k * width, d] @ x^T; nets with different streams each get their own gather and matmul;
+  [k * width, d] @ x^T; with more than GROUPED_MAX distinct inputs in a step, the inputs are stacked
+  and the first layer is one batched matmul over all nets;
 - its own regularizer, with train.py's hooks (prepare, perturb, the penalty on its own loss);
 - its own optimizer: SGD, momentum, Adam and RMSProp are elementwise, so updating the packed
   parameters with a per-net learning rate is torch.optim's update of each net (see study.packed_optim;
@@ -32,7 +34,6 @@ left the pack divided by the pack size. benchmarks/bench_packed.py measures the 
 from __future__ import annotations
 
 import datetime as dt
-import math
 import time
 from dataclasses import dataclass, fields
 
@@ -44,6 +45,7 @@ from study.config import ConfigError, TrialConfig
 from study.data import Dataset, augment, load_dataset
 from study.measures import MeasureContext
 from study.models import MLP, build_model, count_parameters
+from study.packed_layout import Layout, forward, hits, runs
 from study.packed_optim import PACKABLE_OPTIMIZERS, PackedOptimizer
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
@@ -89,47 +91,6 @@ def group_into_packs(cfgs: list[TrialConfig], size: int) -> list[list[TrialConfi
     return packs
 
 
-# -- the flat, layer-major parameter vector ---------------------------------------------------------
-
-class _Layout:
-    """Shapes of the per-layer blocks of a flat vector holding S nets, layer-major."""
-
-    def __init__(self, sizes: list[int]) -> None:
-        self.shapes = []  # per tensor: shape of one net's tensor
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            self.shapes += [(n_out, n_in), (n_out,)]
-        self.numels = [math.prod(s) for s in self.shapes]
-
-    def split(self, flat: torch.Tensor, count: int) -> list[torch.Tensor]:
-        """Views [count, *shape] of every tensor of the flat vector (weights, biases, layer by layer)."""
-        parts = torch.split(flat, [count * n for n in self.numels])
-        return [p.view(count, *s) for p, s in zip(parts, self.shapes)]
-
-    def select(self, flat: torch.Tensor, count: int, keep: torch.Tensor) -> torch.Tensor:
-        """The flat vector of the nets `keep` (indices into the current `count` nets)."""
-        return torch.cat([t.index_select(0, keep).reshape(-1) for t in self.split(flat, count)])
-
-
-def _forward(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rest: list[torch.Tensor], act) -> torch.Tensor:
-    """Logits [S, C, B] of S stacked MLPs.
-
-    first: per group of consecutive nets, (W_1 [k, width, d], b_1 [k, width], x), with x [B, d] when the k
-    nets share an input (one wide matmul) or [k, B, d] with one input per net (one batched matmul);
-    rest: W_2, b_2, ..., W_L, b_L of all nets, [S, out, in] and [S, out]. Activations are kept
-    feature-major ([S, width, B]) so every product is a plain (b)mm on contiguous operands."""
-    parts = []
-    for w1, b1, x in first:
-        k, width, d = w1.shape
-        if x.dim() == 3:
-            parts.append(torch.baddbmm(b1.unsqueeze(2), w1, x.transpose(1, 2)))
-        else:
-            parts.append(torch.addmm(b1.reshape(k * width, 1), w1.reshape(k * width, d), x.T).view(k, width, -1))
-    h = parts[0] if len(parts) == 1 else torch.cat(parts)
-    for i in range(0, len(rest), 2):
-        h = torch.baddbmm(rest[i + 1].unsqueeze(2), rest[i], act(h))
-    return h
-
-
 class _Stream:
     """One minibatch sequence (train.py's): a generator seeded by seed_for("train") and its epoch order."""
 
@@ -160,16 +121,6 @@ class _PenaltyCall(torch.nn.Module):
         return self.penalty(self.net, x, y, logits)
 
 
-def _runs(keys: list) -> list[tuple[int, int]]:
-    """(start, stop) of the maximal runs of equal consecutive keys."""
-    runs, start = [], 0
-    for pos in range(1, len(keys) + 1):
-        if pos == len(keys) or keys[pos] != keys[start]:
-            runs.append((start, pos))
-            start = pos
-    return runs
-
-
 def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig],
                  penalties: list[Penalty | None] | None = None) -> list[TrainOutcome]:
     """Train models[i] on datas[i] under cfgs[i], all at once, in place; outcomes as study.train.train's.
@@ -194,7 +145,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
     batch = n if full_batch else cfg0.batch_size
     flip = datas[0].name in ("cifar10", "cifar100")
     act = models[0].act
-    layout = _Layout([models[0].layers[0].in_features] + [layer.out_features for layer in models[0].layers])
+    layout = Layout([models[0].layers[0].in_features] + [layer.out_features for layer in models[0].layers])
 
     # Nets ordered by stream, so that the nets sharing a minibatch sequence are a contiguous block.
     stream_seed = [c.seed_for("train") for c in cfgs]
@@ -248,27 +199,27 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
             inputs = [drawn[stream_seed[i]][1] for i in active]
             inputs = [x if perturbs[i] is None else perturbs[i](x) for x, i in zip(inputs, active)]
             yb = []
-            for a, b in _runs([stream_seed[i] for i in active]):
+            for a, b in runs([stream_seed[i] for i in active]):
                 index = drawn[stream_seed[active[a]]][0]
                 yb.append(labels[a:b] if index is None else labels[a:b].index_select(1, index))
             yb = yb[0] if len(yb) == 1 else torch.cat(yb)
             # Leaves: the first layer per input group (a slice of a leaf would zero-fill its whole gradient
             # in backward, once per group), the other layers whole.
             params = layout.split(theta, len(active))
-            runs = _runs([id(x) for x in inputs])  # nets that share an input: one wide matmul
-            groups = [inputs[a] for a, _ in runs]
-            if len(runs) > GROUPED_MAX:  # many inputs: one batched matmul over all nets beats a matmul per group
-                runs, groups = [(0, len(active))], [torch.stack(inputs)]
+            spans = runs([id(x) for x in inputs])  # nets that share an input: one wide matmul
+            groups = [inputs[a] for a, _ in spans]
+            if len(spans) > GROUPED_MAX:  # many inputs: one batched matmul over all nets beats a matmul per group
+                spans, groups = [(0, len(active))], [torch.stack(inputs)]
             firsts = [(params[0][a:b].detach().requires_grad_(True), params[1][a:b].detach().requires_grad_(True))
-                      for a, b in runs]
+                      for a, b in spans]
             rest = [t.detach().requires_grad_(True) for t in params[2:]]
-            logits = _forward([(w, b, x) for (w, b), x in zip(firsts, groups)], rest, act)  # [S, C, B]
+            logits = forward([(w, b, x) for (w, b), x in zip(firsts, groups)], rest, act)  # [S, C, B]
             losses = F.cross_entropy(logits, yb, reduction="none").mean(1)
             if template is not None:
-                group = [g for g, (a, b) in enumerate(runs) for _ in range(a, b)]
+                group = [g for g, (a, b) in enumerate(spans) for _ in range(a, b)]
                 losses = losses + torch.stack([
-                    _penalty(template, penalties[i], [firsts[group[pos]][0][pos - runs[group[pos]][0]],
-                                                      firsts[group[pos]][1][pos - runs[group[pos]][0]]]
+                    _penalty(template, penalties[i], [firsts[group[pos]][0][pos - spans[group[pos]][0]],
+                                                      firsts[group[pos]][1][pos - spans[group[pos]][0]]]
                              + [t[pos] for t in rest], inputs[pos], yb[pos], logits[pos].T)
                     for pos, i in enumerate(active)])
             finite = torch.isfinite(losses)
@@ -295,9 +246,9 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
         leave((~finite_nets).nonzero().flatten().tolist(), "diverged", f"non-finite loss or weights by step {steps}")
         if not active:
             break
-        hits = _hits(layout.split(theta, len(active)), [stream_seed[i] for i in active], streams, labels, act)
+        correct = hits(layout.split(theta, len(active)), [stream_seed[i] for i in active], streams, labels, act)
         for pos, i in enumerate(active):
-            accuracies[i] = hits[pos] / max(1, n)
+            accuracies[i] = correct[pos] / max(1, n)
         leave([pos for pos, i in enumerate(active) if accuracies[i] >= cfgs[i].target_accuracy], "ok", "")
     leave(list(range(len(active))), "not_fit", "train accuracy {acc:.4f} < {target} after " + f"{steps} steps")
     return outcomes
@@ -311,18 +262,6 @@ def _penalty(template: _PenaltyCall, penalty: Penalty | None, params: list[torch
     template.penalty = penalty
     names = [f"net.layers.{l}.{kind}" for l in range(len(params) // 2) for kind in ("weight", "bias")]
     return torch.func.functional_call(template, dict(zip(names, params)), (x, y, logits))
-
-
-def _hits(params: list[torch.Tensor], keys: list[int], streams: dict, labels: torch.Tensor, act,
-          chunk_size: int = 8192) -> list[int]:
-    """Correctly classified training points per active net (train.py's accuracy, all nets at once)."""
-    n = labels.shape[1]
-    hits = torch.zeros(labels.shape[0], dtype=torch.long, device=labels.device)
-    with torch.no_grad():
-        for start in range(0, n, chunk_size):
-            first = [(params[0][a:b], params[1][a:b], streams[keys[a]].x[start:start + chunk_size]) for a, b in _runs(keys)]
-            hits += (_forward(first, params[2:], act).argmax(1) == labels[:, start:start + chunk_size]).sum(1)
-    return hits.tolist()
 
 
 # -- trials ---------------------------------------------------------------------------------------
