@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 FASHION := /usr/share/datasets/fashion-mnist
 OUT ?= results/quick
 
-.PHONY: setup data demo test soak bench clean
+.PHONY: setup data demo test soak bench gpu-check clean
 
 setup: $(STAMP) data
 
@@ -33,6 +33,12 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# On a machine with a CUDA GPU: trials on cuda vs the CPU (tests/test_gpu.py), then the device-aware benchmarks there.
+gpu-check: setup
+	@$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu-check needs a CUDA device: torch.cuda.is_available() is False")'
+	$(BIN)/python -m pytest -q tests/test_gpu.py
+	$(BIN)/python benchmarks/run_all.py --only packed regularizers --device cuda
 
 soak: setup
 	$(BIN)/python -m pytest -q -m soak tests

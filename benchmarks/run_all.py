@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                       # all of them, about 10 minutes on 2 cores
     python benchmarks/run_all.py --only packed jacobian
     python benchmarks/run_all.py --out benchmarks/last_run.md
+    python benchmarks/run_all.py --device cuda         # the device-aware ones (DEVICE_AWARE) on the GPU
 
 The benchmarks run one after another (never two at once: they time the machine), in name order,
 with the arguments in QUICK_ARGS (smaller settings of the slower ones, so that the whole run fits
@@ -35,6 +36,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_orchestration.py": ["--trials", "20"],
 }
 
+DEVICE_AWARE = ("bench_packed.py", "bench_regularizers.py")  # take --device cpu|cuda|cuda:N
+
 
 def run_one(path: str, extra: list[str], limit: float) -> tuple[str, str, float]:
     """(status, output, seconds) of one benchmark run in its own process group, stopped after `limit` s."""
@@ -62,6 +65,8 @@ def main() -> None:
     parser.add_argument("--limit", type=float, default=240.0, help="seconds for one benchmark at most")
     parser.add_argument("--full", action="store_true", help="each benchmark with its own default settings")
     parser.add_argument("--out", default=None, help="also write everything printed to this Markdown file")
+    parser.add_argument("--device", default=None,
+                        help=f"cpu | cuda | cuda:N for {', '.join(DEVICE_AWARE)} (the others run on the CPU)")
     args = parser.parse_args()
     paths = sorted(glob.glob(os.path.join(HERE, "bench_*.py")))
     if args.only:
@@ -84,10 +89,12 @@ def main() -> None:
         name = os.path.basename(path)
         left = deadline - time.perf_counter() - RESERVE_S * (len(paths) - k - 1)
         limit = max(RESERVE_S, min(args.limit, left))
-        extra = [] if args.full else QUICK_ARGS.get(name, [])
+        extra = [] if args.full else list(QUICK_ARGS.get(name, []))
+        if args.device and name in DEVICE_AWARE:
+            extra += ["--device", args.device]
         status, output, seconds = run_one(path, extra, limit)
         if extra and status.startswith("failed (exit 2)") and "unrecognized arguments" in output:
-            extra = []
+            extra = ["--device", args.device] if args.device and name in DEVICE_AWARE else []
             status, output, seconds = run_one(path, extra, max(RESERVE_S, deadline - time.perf_counter()
                                                                - RESERVE_S * (len(paths) - k - 1)))
         emit(f"<!-- {name} {' '.join(extra)} -->\n{output.rstrip()}\n")
