@@ -6,6 +6,11 @@ trajectory) run end to end with run_trial on 1 thread. The split comes from the 
 (time.data_s, time.train_s, time.measure_s, time.total_s); each registered measure
 (study.measures.MEASURES) is then timed on its own, on the same trained net and data, and writing the
 three Parquet tables (TrialResult.write) is timed too. Goal: measures under 15% of the trial.
+
+Three hand-picked configs say where the time goes; they do not say what "a quick trial" costs. So the
+second part runs the first K trials of the `quick` sweep itself (`sensitivity sweep quick`'s sample,
+seed 0, in draw order) one after another in this process, and sums their records' time columns,
+overall and by nonlinearity.
 """
 
 from __future__ import annotations
@@ -39,11 +44,35 @@ def quick_fixed() -> dict:
         return dict(QUICK_FIXED)
 
 
+def sweep_split(k: int, threads: int) -> None:
+    """Run the quick sweep's first k trials here, one after another; print the sums of their time columns."""
+    from sweeps.presets import get_preset
+    from sweeps.sampling import parse_overrides, sample
+
+    planned = sample(get_preset("quick"), parse_overrides([]), seed=0, n=k).trials
+    records = [run_trial(p.config, threads=threads, download=False).record for p in planned]
+    groups: dict[str, list[dict]] = {}
+    for rec in records:
+        groups.setdefault(rec["hp.nonlinearity"], []).append(rec)
+    rows = []
+    for name, recs in sorted(groups.items()) + [(f"all {len(records)}", records)]:
+        sums = {key: sum(r.get(f"time.{key}_s") or 0.0 for r in recs) for key in ("data", "train", "measure", "total")}
+        shares = sorted((r.get("time.measure_s") or 0.0) / r["time.total_s"] for r in recs)
+        rows.append({"nonlinearity": name, "trials": len(recs), "data": fmt_s(sums["data"]),
+                     "train": fmt_s(sums["train"]), "measures": fmt_s(sums["measure"]), "total": fmt_s(sums["total"]),
+                     "measures share": f"{100 * sums['measure'] / sums['total']:.1f}%",
+                     "median trial's share": f"{100 * shares[len(shares) // 2]:.1f}%"})
+    print(f"The quick sweep's first {k} trials (seed 0), run one after another in this process:\n")
+    print(table(rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sweep-trials", type=int, default=24, help="trials of the quick sweep to run (0: none)")
     args = parser.parse_args()
-    header("Trial time split (quick preset)", f"python benchmarks/bench_trial.py --threads {args.threads}")
+    header("Trial time split (quick preset)",
+           f"python benchmarks/bench_trial.py --threads {args.threads} --sweep-trials {args.sweep_trials}")
     torch.set_num_threads(args.threads)
     fixed = quick_fixed()
     print("quick preset fixed settings: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + "\n")
@@ -89,6 +118,8 @@ def main() -> None:
           "'share, data cached' leaves the data time out, as for every later trial of a sweep worker.\n")
     print("Each measure alone, on the trained net (share of the trial's total):\n")
     print(table(per_measure))
+    if args.sweep_trials > 0:
+        sweep_split(args.sweep_trials, args.threads)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ kink crossing is within rounding of a region boundary, so they get a small toler
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +18,7 @@ from study.measures.jacobian import jacobian_norms
 from study.models import build_model
 from study.packed import run_packed
 from study.trial import run_trial
+from trial_compare import assert_same_trial
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -27,30 +27,13 @@ BASE = dict(dataset="digits", n_train=200, n_test=100, width=32, depth=3, max_st
 REL = 1e-3
 
 
-def close(a, b, rel: float = REL) -> bool:
-    """Floats within rel (or 1e-5 absolute); integers within 2% (or 2)."""
-    if isinstance(b, bool) or isinstance(b, str) or b is None:
-        return a == b
-    if isinstance(b, int):
-        return abs(a - b) <= max(2, 0.02 * abs(b))
-    return a == pytest.approx(b, rel=rel, abs=1e-5, nan_ok=True)
+def near_int(a: int, b: int) -> bool:
+    """Integers (transition counts, steps) within 2% or 2."""
+    return abs(a - b) <= max(2, 0.02 * abs(b))
 
 
 def assert_records_close(got, want) -> None:
-    differ = [k for k, v in want.record.items()
-              if not k.startswith(("time.", "env.")) and k != "created_at" and not close(got.record.get(k), v)]
-    assert not differ, {k: (got.record.get(k), want.record[k]) for k in differ}
-    for table in ("points", "trajectories"):
-        a, b = getattr(got, table), getattr(want, table)
-        assert list(a.columns) == list(b.columns) and len(a) == len(b), table
-        for column in b.columns:
-            if pd.api.types.is_float_dtype(b[column]):
-                scale = float(b[column].abs().max()) if len(b) else 0.0
-                assert a[column].to_numpy() == pytest.approx(b[column].to_numpy(), rel=REL, abs=REL * scale + 1e-6), column
-            elif pd.api.types.is_integer_dtype(b[column]) and column not in ("index",):
-                assert all(close(int(x), int(y)) for x, y in zip(a[column], b[column])), column
-            else:
-                assert a[column].tolist() == b[column].tolist(), column
+    assert_same_trial(got, want, rel=REL, ints=near_int, ignore=("time.", "env.", "created_at"))
 
 
 @pytest.mark.parametrize("nonlinearity, optimizer", [("relu", "adam"), ("tanh", "sgd"), ("relu6", "lbfgs")])

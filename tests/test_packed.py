@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pandas as pd
 import pytest
 
 import study.packed
@@ -12,33 +11,9 @@ import study.packed_optim as packed_optim
 from study.config import ConfigError, TrialConfig
 from study.packed import group_into_packs, pack_key, run_packed
 from study.trial import run_trial
+from trial_compare import assert_same_trial
 
 SMALL = dict(dataset="synthetic", n_train=200, n_test=100, width=16, depth=3, eval_every=20, max_steps=300)
-
-
-def assert_same_trial(got, want, rel: float = 1e-4) -> None:
-    """Records, points and trajectories equal, floats to `rel` (timings and creation time aside).
-
-    float32 training agrees to about 1e-7 relative per weight; a small per-point Jacobian norm loses digits to
-    the cancellation in p (e_y - p), so per-point columns are compared to `rel` times the column's largest value."""
-    assert got.config == want.config and set(got.record) == set(want.record)
-    for key, value in want.record.items():
-        if key.startswith("time.") or key == "created_at":
-            continue
-        if isinstance(value, float):
-            assert got.record[key] == pytest.approx(value, rel=rel, abs=1e-6, nan_ok=True), key
-        else:
-            assert got.record[key] == value, key
-    for table in ("points", "trajectories"):
-        a, b = getattr(got, table), getattr(want, table)
-        assert list(a.columns) == list(b.columns) and len(a) == len(b), table
-        for column in a.columns:
-            if pd.api.types.is_float_dtype(b[column]):
-                scale = float(b[column].abs().max()) if len(b) else 0.0
-                assert a[column].to_numpy() == pytest.approx(b[column].to_numpy(), rel=rel, abs=rel * scale + 1e-7), \
-                    (table, column)
-            else:
-                assert a[column].tolist() == b[column].tolist(), (table, column)
 
 
 def mixed_pack(optimizer: str, lrs: list[float], **extra) -> list[TrialConfig]:
