@@ -69,7 +69,7 @@ def sweep_split(k: int, threads: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sweep-trials", type=int, default=24, help="trials of the quick sweep to run (0: none)")
+    parser.add_argument("--sweep-trials", type=int, default=100, help="trials of the quick sweep to run (0: none)")
     args = parser.parse_args()
     header("Trial time split (quick preset)",
            f"python benchmarks/bench_trial.py --threads {args.threads} --sweep-trials {args.sweep_trials}")

@@ -34,6 +34,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_regularizers.py": ["--steps", "10", "--repeats", "3"],
     "bench_sweep.py": ["--trials", "300", "--chunk-size", "100"],
     "bench_orchestration.py": ["--trials", "20"],
+    "bench_trial.py": ["--sweep-trials", "30"],
 }
 
 DEVICE_AWARE = ("bench_packed.py", "bench_regularizers.py")  # take --device cpu|cuda|cuda:N
