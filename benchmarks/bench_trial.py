@@ -8,9 +8,10 @@ trajectory) run end to end with run_trial on 1 thread. The split comes from the 
 three Parquet tables (TrialResult.write) is timed too. Goal: measures under 15% of the trial.
 
 Three hand-picked configs say where the time goes; they do not say what "a quick trial" costs. So the
-second part runs the first K trials of the `quick` sweep itself (`sensitivity sweep quick`'s sample,
-seed 0, in draw order) one after another in this process, and sums their records' time columns,
-overall and by nonlinearity.
+second part runs the `quick` sweep's own trials (`sensitivity sweep quick`'s 100, seed 0; with
+--sweep-trials K < 100, K of them taken round robin over the nonlinearities in draw order, so the
+subset has the sweep's mix) one after another in this process, and sums their records' time
+columns, overall and by nonlinearity.
 """
 
 from __future__ import annotations
@@ -49,8 +50,14 @@ def sweep_split(k: int, threads: int) -> None:
     from sweeps.presets import get_preset
     from sweeps.sampling import parse_overrides, sample
 
-    planned = sample(get_preset("quick"), parse_overrides([]), seed=0, n=k).trials
-    records = [run_trial(p.config, threads=threads, download=False).record for p in planned]
+    planned = [p.config for p in sample(get_preset("quick"), parse_overrides([]), seed=0, n=100).trials]
+    if k < len(planned):  # round robin over the nonlinearities, in draw order: a subset shaped like the sweep
+        by_kind: dict[str, list[TrialConfig]] = {}
+        for cfg in planned:
+            by_kind.setdefault(cfg.nonlinearity, []).append(cfg)
+        queues = list(by_kind.values())
+        planned = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)][:k]
+    records = [run_trial(cfg, threads=threads, download=False).record for cfg in planned]
     groups: dict[str, list[dict]] = {}
     for rec in records:
         groups.setdefault(rec["hp.nonlinearity"], []).append(rec)
@@ -62,14 +69,15 @@ def sweep_split(k: int, threads: int) -> None:
                      "train": fmt_s(sums["train"]), "measures": fmt_s(sums["measure"]), "total": fmt_s(sums["total"]),
                      "measures share": f"{100 * sums['measure'] / sums['total']:.1f}%",
                      "median trial's share": f"{100 * shares[len(shares) // 2]:.1f}%"})
-    print(f"The quick sweep's first {k} trials (seed 0), run one after another in this process:\n")
+    what = "all 100 trials" if len(records) == 100 else f"{len(records)} of its 100 trials (round robin over the nonlinearities)"
+    print(f"The quick sweep (seed 0): {what}, run one after another in this process:\n")
     print(table(rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--sweep-trials", type=int, default=100, help="trials of the quick sweep to run (0: none)")
+    parser.add_argument("--sweep-trials", type=int, default=100, help="how many of the quick sweep's 100 trials to run (0: none)")
     args = parser.parse_args()
     header("Trial time split (quick preset)",
            f"python benchmarks/bench_trial.py --threads {args.threads} --sweep-trials {args.sweep_trials}")
