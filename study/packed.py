@@ -23,7 +23,9 @@ Exactness. Each net sees what it would see alone (study.train.train):
   its `target_accuracy`, diverges (non-finite loss or weights) or runs out of steps is copied out
   into its MLP and dropped from the pack, which goes on with the others.
 Sums over a minibatch are done by different kernels (bmm instead of mm), so the numbers agree to
-float32 rounding, not bit for bit (tests/test_packed.py). After training every net is measured
+float32 rounding, not bit for bit (tests/test_packed.py). Long chaotic trainings (random labels,
+thousands of Adam steps) amplify that rounding as they would any other change of summation order
+(threads, BLAS, GPU): such a net can end in another minimum. Records carry `env.pack_size`. After training every net is measured
 exactly as run_trial does (study.trial.run_measures on its own MLP and data), so its records are
 run_trial's records.
 
@@ -304,7 +306,7 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
     for cfg in cfgs:
         t0 = time.perf_counter()
         data = load_dataset(cfg, data_root=data_root, device=device, download=download)
-        record = _base_record(cfg, device)
+        record = _base_record(cfg, device, pack_size=len(cfgs))
         record.update({"data.n_features": data.n_features, "data.n_classes": data.n_classes,
                        "model.n_params": count_parameters(data.n_features, cfg.width, cfg.depth, data.n_classes)})
         model = build_model(cfg, data.n_features, data.n_classes, device)

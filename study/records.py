@@ -75,6 +75,8 @@ TRIAL_COLUMNS: dict[str, pa.DataType] = {
     "time.total_s": pa.float64(),
     "env.device": pa.string(),
     "env.torch": pa.string(),
+    "env.threads": pa.int64(),  # torch threads the trial ran with
+    "env.pack_size": pa.int64(),  # nets trained together (study.packed); 1: alone
     "env.node": pa.string(),  # Ray node id of the worker that ran the trial (hostname outside Ray)
     "env.worker": pa.string(),  # hostname:pid of that worker process
     "sweep.id": pa.string(),  # sweeps.sampling.sweep_id of the sweep that asked for the trial

@@ -47,9 +47,13 @@ class TrialResult:
         write_trial(location, self.trial_id, self.record, self.points, self.trajectories)
 
 
-def _base_record(cfg: TrialConfig, device: torch.device) -> dict:
+def _base_record(cfg: TrialConfig, device: torch.device, pack_size: int = 1) -> dict:
+    """What every record starts with: ids, status "error" until set, the hp.* columns and what the trial ran
+    on (device, torch version, torch threads, how many nets were trained together: float32 rounding depends
+    on all of these, and long chaotic trainings can amplify it)."""
     record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": None,
-              "env.device": str(device), "env.torch": torch.__version__}
+              "env.device": str(device), "env.torch": torch.__version__, "env.threads": torch.get_num_threads(),
+              "env.pack_size": pack_size}
     record.update(hp_record(cfg))
     return record
 

@@ -1,6 +1,7 @@
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from study import TrialConfig, load_dataset, run_trial
 from study.config import ConfigError
@@ -67,6 +68,8 @@ def test_write_produces_three_atomic_parquet_tables(result, tmp_path):
     assert not [p for p in tmp_path.rglob(".tmp-*")]
     row = pq.read_table(tmp_path / "trials" / f"{result.trial_id}.parquet").to_pylist()[0]
     assert row["status"] == "ok" and row["hp.width"] == 32
+    assert (row["env.threads"], row["env.pack_size"]) == (torch.get_num_threads(), 1)  # provenance of the rounding
+    assert not set(result.record) - set(table_schema("trials").names)  # nothing the record holds is dropped
 
 
 def test_diverged_trial_has_empty_measures():

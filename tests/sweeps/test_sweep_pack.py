@@ -57,6 +57,7 @@ def test_a_packed_sweep_writes_the_records_of_the_unpacked_one(ray_cluster, tmp_
     assert [c.trials for c in report.chunks] == [8] and sum(counts.values()) == 8 and report.missing == 0
     plain, packed = (records(d).set_index("trial_id").sort_index() for d in (plain_dir, packed_dir))
     assert len(packed) == 8 and packed["env.worker"].nunique() <= 2  # two Tune trials wrote the 8 records
+    assert set(packed["env.pack_size"]) == {4} and set(plain["env.pack_size"]) == {1}
     assert_same_numbers(packed, plain)
     key = ["trial_id", "split", "index"]
     points = [load_points(str(d)).sort_values(key).set_index(key) for d in (plain_dir, packed_dir)]
