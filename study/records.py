@@ -101,7 +101,7 @@ TRAJECTORY_COLUMNS: dict[str, pa.DataType] = {
     "index": pa.int64(),  # which trajectory of its kind
     "transitions": pa.int64(),
     "method": pa.string(),  # exact | sampled
-    "resolution": pa.int64(),  # samples used (sampled) or kink events examined (exact)
+    "resolution": pa.int64(),  # sample intervals m of the final pass (sampled) or kink events examined (exact)
     "converged": pa.bool_(),
     "length": pa.float64(),  # Euclidean length of the trajectory in input space
     "jacobian_mean": pa.float64(),  # mean ||d softmax/dx||_F over trajectory_points points

@@ -53,6 +53,8 @@ MERGE_TOL = 1e-12  # kink crossings closer than this (radians, or segment fracti
 CHUNK = 1024  # curve pieces per batched pass: bounds memory to a few CHUNK x 3 x width float64 tensors
 START_SAMPLES, MAX_SAMPLES = 256, 2 ** 18
 STABLE_DOUBLINGS = 2  # one unchanged doubling is not enough: two crossings 1/3 sample apart can merge twice
+SIGN_BYTES = 2 ** 26  # sampled count: unit signs of at most this many bytes per batched pass
+REUSE_BYTES = 2 ** 28  # sampled count: keep all samples' signs across doublings while they fit in this
 KINDS = ("train_same_class", "train_diff_class", "test", "random", "translation")
 SHIFTS = range(-3, 4)  # pixel shifts along the translation trajectory
 
@@ -61,7 +63,7 @@ SHIFTS = range(-3, 4)  # pixel shifts along the translation trajectory
 class TransitionCount:
     transitions: int
     method: str  # "exact" | "sampled"
-    resolution: int  # exact: kink crossings examined; sampled: samples in the final pass
+    resolution: int  # exact: kink crossings examined; sampled: final m (samples; an open curve has m + 1)
     converged: bool
 
 
@@ -83,6 +85,7 @@ class _Net:
         self.layers = [(l.weight.detach().to(torch.float64).clone(), l.bias.detach().to(torch.float64).clone())
                        for l in model.layers[:-1]]
         self.act = model.act
+        self.n_units = sum(w.shape[0] for w, _ in self.layers)
         self.kinks = None if model.kinks is None else torch.tensor(model.kinks, dtype=torch.float64, device=self.device)
         if model.kinks is not None:
             edges = [-math.inf, *model.kinks, math.inf]
@@ -164,21 +167,27 @@ def _split(t0: Tensor, t1: Tensor, i: Tensor, times: Tensor) -> tuple[Tensor, Te
 
 @dataclass
 class _Tally:
-    """Pattern changes between consecutive regions (or samples) of one curve, fed in order."""
+    """Changes between consecutive regions (or samples) of one curve, fed in order: rows whose patterns
+    differ, or with per_unit the number of units that differ, summed over the pairs."""
+    per_unit: bool = False
     count: int = 0
     events: int = 0
     first: Tensor | None = None
     last: Tensor | None = None
 
+    def _changes(self, a: Tensor, b: Tensor) -> int:
+        differ = a != b
+        return int(differ.sum() if self.per_unit else differ.any(-1).sum())
+
     def add(self, pattern: Tensor) -> None:
         self.first = pattern[0] if self.first is None else self.first
         seq = pattern if self.last is None else torch.cat([self.last[None], pattern])
-        self.count += int((seq[1:] != seq[:-1]).any(1).sum())
+        self.count += self._changes(seq[1:], seq[:-1])
         self.last = pattern[-1]
 
     def total(self, closed: bool) -> int:
-        """The changes so far, plus the one from the last region back to the first on a closed curve."""
-        return self.count + int(closed and bool((self.first != self.last).any()))
+        """The changes so far, plus those from the last region back to the first on a closed curve."""
+        return self.count + (self._changes(self.first, self.last) if closed else 0)
 
 
 def _descend(net: _Net, kind: str, layer: int, t0: Tensor, t1: Tensor, z: Tensor, prefix: Tensor,
@@ -229,33 +238,59 @@ def _unit_signs(net: _Net, z1: Tensor) -> Tensor:
     return torch.cat(out, 1)
 
 
-def _signs_at(net: _Net, z1_at: Callable[[Tensor], Tensor], t: Tensor, chunk: int = 4096) -> Tensor:
-    """_unit_signs at the curve parameters t, chunk points at a time."""
+def _chunk_points(net: _Net) -> int:
+    """Points per batched pass of the sampled count: at most 4096, and at most SIGN_BYTES of signs."""
+    return max(1, min(4096, SIGN_BYTES // net.n_units))
+
+
+def _signs_at(net: _Net, z1_at: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
+    """_unit_signs at the curve parameters t, _chunk_points at a time."""
+    chunk = _chunk_points(net)
     return torch.cat([_unit_signs(net, z1_at(t[lo:lo + chunk])) for lo in range(0, len(t), chunk)])
 
 
 def _unit_changes(signs: Tensor, closed: bool) -> int:
     """Sum over units of the sign changes between consecutive rows of signs [P, N] (and last-first if closed)."""
-    count = int((signs[1:] != signs[:-1]).sum())
-    return count + (int((signs[0] != signs[-1]).sum()) if closed else 0)
+    tally = _Tally(per_unit=True)
+    tally.add(signs)
+    return tally.total(closed)
+
+
+def _streamed_changes(net: _Net, z1_at: Callable[[Tensor], Tensor], span: float, m: int, closed: bool) -> int:
+    """_unit_changes of the samples t_i = i span / m, evaluated chunk by chunk and not kept."""
+    tally, n, chunk = _Tally(per_unit=True), m + (not closed), _chunk_points(net)
+    for lo in range(0, n, chunk):
+        t = torch.arange(lo, min(n, lo + chunk), dtype=torch.float64, device=net.device) * (span / m)
+        tally.add(_unit_signs(net, z1_at(t)))
+    return tally.total(closed)
 
 
 def _sampled(net: _Net, z1_at: Callable[[Tensor], Tensor], span: float, closed: bool,
              max_samples: int) -> TransitionCount:
     """Sampled count along a curve with parameter t in [0, span] (first-layer pre-activations z1_at(t)):
     the sum over hidden units of each unit's sign changes between the samples t_i = i span / m
-    (i = 0..m, or 0..m-1 on a closed curve). m doubles from START_SAMPLES, reusing the samples it has
-    (only the m new midpoints are evaluated), until STABLE_DOUBLINGS doublings in a row leave the count
-    unchanged (converged) or m would pass max_samples (not converged)."""
-    m = START_SAMPLES
-    signs = _signs_at(net, z1_at, torch.arange(m + (not closed), dtype=torch.float64, device=net.device) * (span / m))
-    count, stable = _unit_changes(signs, closed), 0
+    (i = 0..m, or 0..m-1 on a closed curve). m doubles from START_SAMPLES until STABLE_DOUBLINGS
+    doublings in a row leave the count unchanged (converged) or m would pass max_samples (not
+    converged). While the signs of all samples at the cap fit in REUSE_BYTES they are kept and each
+    doubling evaluates only the m new midpoints; beyond (very wide or deep nets) every level is
+    recounted chunk by chunk, twice the arithmetic in bounded memory."""
+    m = min(START_SAMPLES, max_samples)
+    reuse = (2 * max_samples + 1) * net.n_units <= REUSE_BYTES
+    grid = lambda n, step: torch.arange(*n, dtype=torch.float64, device=net.device) * step  # noqa: E731
+    signs = _signs_at(net, z1_at, grid((m + (not closed),), span / m)) if reuse else None
+    count = _unit_changes(signs, closed) if reuse else _streamed_changes(net, z1_at, span, m, closed)
+    stable = 0
     while 2 * m <= max_samples:
-        mid = _signs_at(net, z1_at, torch.arange(1, 2 * m, 2, dtype=torch.float64, device=net.device) * (span / (2 * m)))
-        both = signs.new_empty((len(signs) + len(mid), signs.shape[1]))
-        both[0::2], both[1::2] = signs, mid
-        signs, m, previous = both, 2 * m, count
-        count = _unit_changes(signs, closed)
+        previous = count
+        if reuse:
+            mid = _signs_at(net, z1_at, grid((1, 2 * m, 2), span / (2 * m)))
+            both = signs.new_empty((len(signs) + len(mid), signs.shape[1]))
+            both[0::2], both[1::2] = signs, mid
+            signs, m = both, 2 * m
+            count = _unit_changes(signs, closed)
+        else:
+            m *= 2
+            count = _streamed_changes(net, z1_at, span, m, closed)
         stable = stable + 1 if count == previous else 0
         if stable == STABLE_DOUBLINGS:
             return TransitionCount(count, "sampled", m, True)
@@ -304,10 +339,10 @@ def _path_at(points: Tensor, n: int) -> Callable[[Tensor], Tensor]:
 @torch.no_grad()
 def pattern_changes(model: MLP, x: Tensor, closed: bool = True) -> int:
     """How many consecutive points of x [P, d] (and x[-1], x[0] if closed) have different activation patterns."""
-    net = _Net(model)
-    tally = _Tally()
-    for lo in range(0, x.shape[0], 4096):
-        tally.add(net.patterns(x[lo:lo + 4096].to(net.device, torch.float64)))
+    net, tally = _Net(model), _Tally()
+    chunk = _chunk_points(net)
+    for lo in range(0, x.shape[0], chunk):
+        tally.add(net.patterns(x[lo:lo + chunk].to(net.device, torch.float64)))
     return tally.total(closed)
 
 

@@ -10,6 +10,7 @@ import torch
 from study.config import TrialConfig
 from study.data import load_dataset, translate
 from study.measures import MEASURES, MeasureContext
+from study.measures import transitions
 from study.measures.jacobian import jacobian_norms
 from study.measures.transitions import (KINDS, START_SAMPLES, count_transitions_ellipse,
                                         count_transitions_ellipses, count_transitions_path, ellipse_through,
@@ -195,6 +196,20 @@ def test_sampled_count_is_the_unit_sign_changes_at_its_final_resolution(closed):
         x = polyline_samples(points, result.resolution // (len(points) - 1))
     assert result.converged and result.transitions > 20
     assert result.transitions == unit_sign_changes(model, x, closed)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+def test_streamed_recount_equals_reused_samples(monkeypatch, closed):
+    """Nets too big to keep every sample's signs recount each level in chunks (here of 3 points, so chunk
+    boundaries and the closing pair are exercised): the same count, resolution and convergence."""
+    model = random_mlp(7, 24, 4, "tanh", seed=41, bias_std=1.0)
+    points = gaussian((3, 7), seed=42, std=3.0)
+    count = (lambda: count_transitions_ellipse(model, *ellipse_through(*points))) if closed else \
+        (lambda: count_transitions_path(model, points))
+    kept = count()
+    monkeypatch.setattr(transitions, "REUSE_BYTES", 0)
+    monkeypatch.setattr(transitions, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
+    assert count() == kept and kept.transitions > 20
 
 
 def test_unit_count_reaches_the_dense_pattern_count_that_sampling_patterns_approaches():
