@@ -13,8 +13,9 @@ Exactness. Each net sees what it would see alone (study.train.train):
 - its own minibatch sequence: one torch.Generator per distinct `seed_for("train")` (the
   "stream"), drawn in train.py's order (randperm when an epoch ends, then augmentation). Nets with
   the same stream see the same minibatches, so their first layer is one wide matmul
-  [k * width, d] @ x^T; with more than GROUPED_MAX distinct inputs in a step, the inputs are stacked
-  and the first layer is one batched matmul over all nets;
+  [k * width, d] @ x^T; with more than GROUPED_MAX distinct minibatches in a step, they are stacked
+  and the first layer is one batched matmul over all nets (never the full batch: that would copy the
+  training sets every step);
 - its own regularizer, with train.py's hooks (prepare, perturb, the penalty on its own loss);
 - its own optimizer: SGD, momentum, Adam and RMSProp are elementwise, so updating the packed
   parameters with a per-net learning rate is torch.optim's update of each net (see study.packed_optim;
@@ -25,9 +26,9 @@ Exactness. Each net sees what it would see alone (study.train.train):
 Sums over a minibatch are done by different kernels (bmm instead of mm), so the numbers agree to
 float32 rounding, not bit for bit (tests/test_packed.py). Long chaotic trainings (random labels,
 thousands of Adam steps) amplify that rounding as they would any other change of summation order
-(threads, BLAS, GPU): such a net can end in another minimum. Records carry `env.pack_size`. After training every net is measured
-exactly as run_trial does (study.trial.run_measures on its own MLP and data), so its records are
-run_trial's records.
+(threads, BLAS, GPU): such a net can end in another minimum. Records carry `env.pack_size`.
+After training every net is measured exactly as run_trial does (study.trial.run_measures on its own
+MLP and data), so its records are run_trial's records.
 
 `time.train_s` of a packed net is its share of the pack's training wall time: the time until it
 left the pack divided by the pack size. benchmarks/bench_packed.py measures the speedup.
@@ -210,7 +211,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
             params = layout.split(theta, len(active))
             spans = runs([id(x) for x in inputs])  # nets that share an input: one wide matmul
             groups = [inputs[a] for a, _ in spans]
-            if len(spans) > GROUPED_MAX:  # many inputs: one batched matmul over all nets beats a matmul per group
+            if len(spans) > GROUPED_MAX and not full_batch:  # many minibatches: stacked, one bmm beats a matmul each
                 spans, groups = [(0, len(active))], [torch.stack(inputs)]
             firsts = [(params[0][a:b].detach().requires_grad_(True), params[1][a:b].detach().requires_grad_(True))
                       for a, b in spans]
