@@ -34,11 +34,11 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-# On a machine with a CUDA GPU: trials on cuda vs the CPU (tests/test_gpu.py), then the device-aware benchmarks there.
+# On a machine with a CUDA GPU: trials on cuda vs the CPU (tests/test_gpu.py), then the benchmarks (the device-aware ones on the GPU).
 gpu-check: setup
 	@$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu-check needs a CUDA device: torch.cuda.is_available() is False")'
 	$(BIN)/python -m pytest -q tests/test_gpu.py
-	$(BIN)/python benchmarks/run_all.py --only packed regularizers --device cuda
+	$(BIN)/python benchmarks/run_all.py --device cuda
 
 soak: setup
 	$(BIN)/python -m pytest -q -m soak tests

@@ -17,6 +17,9 @@ Memory: each method runs once in a fresh subprocess (1 thread); the peak is the 
 growth of the process's high-water mark (ru_maxrss) across the call and (b) the peak of its resident
 set sampled every millisecond by a thread (psutil) minus the RSS just before the call. Tensor-level
 tracing (tracemalloc) would miss torch's allocations, which are not Python objects.
+
+`--device cuda`: the same methods with the net and points on the GPU, synchronized before each timing
+(one row per net: threads do not apply), and memory as torch.cuda.max_memory_allocated's growth.
 """
 
 from __future__ import annotations
@@ -54,6 +57,31 @@ def points(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 def make_net(name: str):
     return build_model(TrialConfig(dataset="fashion_mnist", nonlinearity="relu", **NETS[name]), 784, 10).eval()
+
+
+def synced(fn, device: torch.device):
+    """fn, then wait for the device to finish (timings on a GPU would otherwise measure the launch)."""
+    if device.type != "cuda":
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+    return run
+
+
+def cuda_peak_mib(method: str, net: str, n: int, device: torch.device) -> float:
+    """Growth of the GPU allocator's peak over one call of the method."""
+    x, y, _ = points(n)
+    x, y, model = x.to(device), y.to(device), make_net(net).to(device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    with torch.no_grad() if method == "ours" else torch.enable_grad():
+        METHODS[method](model, x, y)
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - before) / 2 ** 20
 
 
 def ours(model, x, y) -> torch.Tensor:
@@ -110,30 +138,36 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--subset", type=int, default=200, help="points on which the per-point reference is timed")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--memory-probe", nargs=3, metavar=("METHOD", "NET", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    device = torch.device(args.device)
     if args.memory_probe:
         method, net, n = args.memory_probe
         print(json.dumps(memory_probe(method, net, int(n))))
         return
     header("Jacobian norms: ours vs per-point autograd vs vmap(jacrev)",
-           f"python benchmarks/bench_jacobian.py --points {args.points} --subset {args.subset} --repeats {args.repeats}")
+           f"python benchmarks/bench_jacobian.py --points {args.points} --subset {args.subset} --repeats {args.repeats}"
+           f" --device {args.device}")
     x, y, source = points(args.points)
+    x, y = x.to(device), y.to(device)
     subset = min(args.subset, args.points)
     print(f"{args.points} {source}; per-point reference timed on {subset} points and scaled x{args.points / subset:g}\n")
     rows, agreement = [], []
-    for threads in sorted({1, os.cpu_count() or 1}):
-        torch.set_num_threads(threads)
+    for threads in sorted({1, os.cpu_count() or 1}) if device.type == "cpu" else ["-"]:
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
         for net in NETS:
-            model = make_net(net)
+            model = make_net(net).to(device)
             with torch.no_grad():
                 ref = ours(model, x, y)
             rel = lambda other, k: float(((other - ref[:k]).abs() / ref[:k]).max())  # noqa: E731
             agreement.append({"net": net, "threads": threads,
                               "max rel. diff vs per-point": f"{rel(per_point(model, x[:50], y[:50]), 50):.1e}",
                               "max rel. diff vs vmap(jacrev)": f"{rel(vmap_jacrev(model, x, y), len(x)):.1e}"})
-            times = interleaved({"ours": lambda: ours(model, x, y), "vmap": lambda: vmap_jacrev(model, x, y),
-                                 "per-point": lambda: per_point(model, x[:subset], y[:subset])},
+            times = interleaved({"ours": synced(lambda: ours(model, x, y), device),
+                                 "vmap": synced(lambda: vmap_jacrev(model, x, y), device),
+                                 "per-point": synced(lambda: per_point(model, x[:subset], y[:subset]), device)},
                                 repeats=args.repeats)
             t_ours, t_vmap = median(times["ours"]), median(times["vmap"])
             scale = args.points / subset
@@ -153,10 +187,13 @@ def main() -> None:
     for net in NETS:
         row = {"net": net}
         for method in METHODS:
-            row[f"{method} peak MiB"] = f"{measure_memory(method, net, args.points):.0f}"
+            peak = measure_memory(method, net, args.points) if device.type == "cpu" else \
+                cuda_peak_mib(method, net, args.points, device)
+            row[f"{method} peak MiB"] = f"{peak:.0f}"
         memory.append(row)
     print(f"Peak extra memory of one call on {args.points} points, 1 thread, fresh process "
-          "(max of ru_maxrss growth and 1 ms-sampled RSS peak):\n")
+          "(max of ru_maxrss growth and 1 ms-sampled RSS peak):\n" if device.type == "cpu" else
+          f"Peak extra GPU memory of one call on {args.points} points (torch.cuda.max_memory_allocated growth):\n")
     print(table(memory))
 
 

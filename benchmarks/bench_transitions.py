@@ -44,7 +44,7 @@ def sampled_count(model, c, u, v, n: int, chunk: int = 8192) -> int:
 
     total = 0
     for lo in range(0, n, chunk):
-        idx = torch.arange(lo, min(n, lo + chunk) + 1, dtype=torch.float64) % n  # one point past: the pair across chunks
+        idx = torch.arange(lo, min(n, lo + chunk) + 1, dtype=torch.float64, device=c.device) % n  # one past: the pair across chunks
         theta = (2 * math.pi / n) * idx[:, None]
         total += pattern_changes(model, c + u * theta.cos() + v * theta.sin(), closed=False)
     return total
@@ -55,22 +55,24 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300, help="Adam steps for the trained nets")
     parser.add_argument("--budget", type=float, default=25.0, help="seconds one sampling pass may take")
     parser.add_argument("--max-samples", type=int, default=2 ** 20)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (float64 on the device)")
     args = parser.parse_args()
     header("Transitions: exact (or per-unit) counting vs dense pattern sampling",
            f"python benchmarks/bench_transitions.py --train-steps {args.train_steps} --budget {args.budget:g} "
-           f"--max-samples {args.max_samples}")
+           f"--max-samples {args.max_samples} --device {args.device}")
     torch.set_num_threads(1)
+    device = torch.device(args.device)
     from study.measures.transitions import count_transitions_ellipse, ellipse_through
 
     base = TrialConfig(dataset="fashion_mnist", n_train=1000, n_test=100, max_steps=args.train_steps,
                        eval_every=100, lr=0.001)
-    data = load_dataset(base, download=False)
+    data = load_dataset(base, device=device, download=False)
     c, u, v = ellipse_through(*data.x_train[:3].double())
     rows = []
     for name, shape in {**NETS, **SMOOTH_NETS}.items():
         for state in ("init", "trained") if name in NETS else ("trained",):
             cfg = base.replace(**shape)
-            model = build_model(cfg, data.n_features, data.n_classes)
+            model = build_model(cfg, data.n_features, data.n_classes, device)
             if state == "trained":
                 outcome = train(model, data, cfg)
                 state = f"trained {outcome.steps} steps (acc {outcome.train_accuracy:.2f})"

@@ -45,7 +45,7 @@ def quick_fixed() -> dict:
         return dict(QUICK_FIXED)
 
 
-def sweep_split(k: int, threads: int) -> None:
+def sweep_split(k: int, threads: int, device: str = "cpu") -> None:
     """Run the quick sweep's first k trials here, one after another; print the sums of their time columns."""
     from sweeps.presets import get_preset
     from sweeps.sampling import parse_overrides, sample
@@ -57,7 +57,7 @@ def sweep_split(k: int, threads: int) -> None:
             by_kind.setdefault(cfg.nonlinearity, []).append(cfg)
         queues = list(by_kind.values())
         planned = [q[i] for i in range(max(map(len, queues))) for q in queues if i < len(q)][:k]
-    records = [run_trial(cfg, threads=threads, download=False).record for cfg in planned]
+    records = [run_trial(cfg, device=device, threads=threads, download=False).record for cfg in planned]
     groups: dict[str, list[dict]] = {}
     for rec in records:
         groups.setdefault(rec["hp.nonlinearity"], []).append(rec)
@@ -78,9 +78,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sweep-trials", type=int, default=100, help="how many of the quick sweep's 100 trials to run (0: none)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     args = parser.parse_args()
     header("Trial time split (quick preset)",
-           f"python benchmarks/bench_trial.py --threads {args.threads} --sweep-trials {args.sweep_trials}")
+           f"python benchmarks/bench_trial.py --threads {args.threads} --sweep-trials {args.sweep_trials} --device {args.device}")
     torch.set_num_threads(args.threads)
     fixed = quick_fixed()
     print("quick preset fixed settings: " + ", ".join(f"{k}={v}" for k, v in fixed.items()) + "\n")
@@ -88,7 +89,7 @@ def main() -> None:
     sums = {"data": 0.0, "train": 0.0, "measures": 0.0, "write": 0.0, "total": 0.0}
     for settings in TRIALS:
         cfg = TrialConfig(**{**fixed, **settings})
-        result = run_trial(cfg, threads=args.threads, download=False)
+        result = run_trial(cfg, device=args.device, threads=args.threads, download=False)
         rec = result.record
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
@@ -108,8 +109,9 @@ def main() -> None:
         if result.model is not None and rec["status"] != "diverged":
             from study.data import load_dataset
 
-            ctx = MeasureContext(cfg=cfg, model=result.model, data=load_dataset(cfg, download=False),
-                                 device=torch.device("cpu"))
+            device = torch.device(args.device)
+            ctx = MeasureContext(cfg=cfg, model=result.model, data=load_dataset(cfg, device=device, download=False),
+                                 device=device)
             row = {"trial": label}
             for name, fn in registry.MEASURES.items():
                 start = time.perf_counter()
@@ -127,7 +129,7 @@ def main() -> None:
     print("Each measure alone, on the trained net (share of the trial's total):\n")
     print(table(per_measure))
     if args.sweep_trials > 0:
-        sweep_split(args.sweep_trials, args.threads)
+        sweep_split(args.sweep_trials, args.threads, args.device)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_trial.py": ["--sweep-trials", "30"],
 }
 
-DEVICE_AWARE = ("bench_packed.py", "bench_regularizers.py")  # take --device cpu|cuda|cuda:N
+DEVICE_AWARE = ("bench_jacobian.py", "bench_packed.py", "bench_regularizers.py", "bench_transitions.py",
+                "bench_trial.py")  # take --device cpu|cuda|cuda:N
 
 
 def run_one(path: str, extra: list[str], limit: float) -> tuple[str, str, float]:
