@@ -85,6 +85,24 @@ class Saboteur(threading.Thread):
         return self.result
 
 
+EXIT_TIMEOUT_S = 90  # Ray's processes notice their driver's death within seconds alone, slower on a loaded machine
+
+
+def wait_for_exit(key: str, value: str, what: str, timeout: float = EXIT_TIMEOUT_S) -> None:
+    """Wait until no process of ours with `key`=`value` in its environment is alive; on timeout the
+    AssertionError names the ones left (pid, name, command line)."""
+    try:
+        wait_for(lambda: not our_processes(key, value), timeout, what, every=0.5)
+    except AssertionError as exc:
+        left = []
+        for proc in our_processes(key, value):
+            try:
+                left.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}")
+            except psutil.Error:
+                pass
+        raise AssertionError(f"{exc}; still running: {left}") from None
+
+
 def our_processes(key: str = TOKEN_ENV, value: str | None = None) -> list[psutil.Process]:
     """Live processes, other than this one, whose environment has `key`=`value` (default: this session's
     token: Ray's processes and subprocess drivers of this session)."""

@@ -9,8 +9,8 @@ import os
 import signal
 import uuid
 
-from .helpers import (METADATA_NAME, RECORD_NAME, cli, listing, our_processes, planned_ids, popen_cli, records,
-                      wait_for)
+from .helpers import (METADATA_NAME, RECORD_NAME, cli, listing, planned_ids, popen_cli, records, wait_for,
+                      wait_for_exit)
 from study.records import completed_trial_ids
 
 DRIVER_ENV = "RELIABILITY_TEST_DRIVER"
@@ -29,8 +29,7 @@ def test_kill_9_of_the_driver_then_the_same_command_gives_exactly_n_records(tmp_
         os.kill(driver.pid, signal.SIGKILL)
         text = driver.communicate(timeout=30)[0]
     # Ray's processes (GCS, raylet, workers) die with the driver that started them.
-    wait_for(lambda: not our_processes(DRIVER_ENV, mark), 30, "the killed driver's Ray processes to exit",
-             every=0.5)
+    wait_for_exit(DRIVER_ENV, mark, "the killed driver's Ray processes to exit")
     first = completed_trial_ids(str(out))
     assert 0 < len(first) < n, text[-2000:]
     kept = {t: (out / "trials" / f"{t}.parquet").stat().st_mtime_ns for t in first}

@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .helpers import LOOPBACK, wait_for
+from .helpers import EXIT_TIMEOUT_S, LOOPBACK, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +66,7 @@ def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_be
         driver.stdin.close()
         driver.wait(60)
     # Ray stopped with its driver: none of its processes is left.
-    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ours[1:]), 30,
+    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ours[1:]), EXIT_TIMEOUT_S,
              "the sweep's Ray processes to exit", every=0.5)
 
 

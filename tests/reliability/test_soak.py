@@ -18,7 +18,7 @@ import uuid
 import psutil
 import pytest
 
-from .helpers import RECORD_NAME, listing, our_processes, planned_ids, popen_cli, records, wait_for
+from .helpers import RECORD_NAME, listing, planned_ids, popen_cli, records, wait_for_exit
 
 N, CHUNK = 1000, 250
 DRIVER_ENV = "RELIABILITY_TEST_DRIVER"
@@ -80,7 +80,7 @@ def test_a_thousand_trials_arrive_with_flat_driver_memory_and_nothing_left_behin
     assert peak <= 1.10 * max(first) + 64, (max(first), peak)  # the summary at the end reads N records, too
 
     # nothing left behind: the driver's Ray went down with it
-    wait_for(lambda: not our_processes(DRIVER_ENV, mark), 30, "the sweep's processes to exit", every=0.5)
+    wait_for_exit(DRIVER_ENV, mark, "the sweep's processes to exit")
 
     statuses = frame.status.value_counts().to_dict()
     with capsys.disabled():
