@@ -29,8 +29,9 @@ from analysis.figures import (fig1_jacobian_vs_gap, fig2_transitions, fig3_per_p
 from analysis.intervention import conclusion, intervention_effects, regularizer_pairs
 from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
-from study.config import ConfigError, TrialConfig
+from study.config import ConfigError
 from study.models import KINKS
+from study.records import config_from_record
 
 HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",
                      "measure.transitions_test": "transitions (test ellipses)"}
@@ -155,13 +156,6 @@ def region_trial(kept: pd.DataFrame, max_seconds: float = FIG6_MAX_SECONDS) -> p
     return ordered.iloc[(len(ordered) - 1) // 2]
 
 
-def config_from_row(row: pd.Series) -> TrialConfig:
-    """The TrialConfig recorded in a trials row (its hp.* columns; missing ones take their defaults)."""
-    values = {name: row[f"hp.{name}"] for name in TrialConfig.field_names()
-              if f"hp.{name}" in row.index and not pd.isna(row[f"hp.{name}"])}
-    return TrialConfig.from_dict(values)
-
-
 def _figure6(kept: pd.DataFrame, out_dir: str, data_root: str | None, device: str, recompute: bool,
              log: Callable[[str], None]) -> FigureEntry:
     title = "Figure 6: linear regions on a slice through three training points"
@@ -171,7 +165,7 @@ def _figure6(kept: pd.DataFrame, out_dir: str, data_root: str | None, device: st
     if row is None:
         return FigureEntry(title, note="Not drawn: no trial was kept, so there is no trained net to show.")
     try:
-        cfg = config_from_row(row)
+        cfg = config_from_record(row)
         log(f"figure 6: recomputing trial {row['trial_id']} on {device} ...")
         paths = fig6_linear_regions(cfg, out_dir, data_root=data_root, device=device)
     except (ConfigError, ImportError, OSError, RuntimeError, ValueError) as exc:  # data missing, failed recompute

@@ -132,6 +132,18 @@ def hp_record(cfg: TrialConfig) -> dict[str, Any]:
     return {f"hp.{k}": v for k, v in cfg.canonical().items()}
 
 
+def config_from_record(row: Any, **reset: Any) -> TrialConfig:
+    """The TrialConfig a trials row records (the inverse of hp_record): its hp.* columns, null or missing ones
+    (an older record) taking their defaults, then the `reset` fields replaced. `row`: a dict or pandas Series."""
+    values = {}
+    for name in TrialConfig.field_names():
+        value = row.get(f"hp.{name}")
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            continue
+        values[name] = value.item() if hasattr(value, "item") else value
+    return TrialConfig.from_dict({**values, **reset})
+
+
 def to_table(table: str, rows: pd.DataFrame | list[dict[str, Any]]) -> pa.Table:
     """Rows conformed to the table's schema: missing columns become nulls, extra columns are an error."""
     schema = table_schema(table)

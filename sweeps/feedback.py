@@ -25,11 +25,11 @@ import math
 import os
 import re
 from collections import Counter
-from typing import Any, Mapping
 
 import pandas as pd
 
-from study.config import ConfigError, TrialConfig, coerce
+from study.config import ConfigError, TrialConfig
+from study.records import config_from_record
 from sweeps.presets import Preset
 
 EXAMPLE_WHERE = '"`hp.width` >= 256 and `gap.loss` > 0.5"'
@@ -110,17 +110,6 @@ def select_rows(candidates: pd.DataFrame, where: str | None) -> pd.DataFrame:
     return order.sort_values(["_gap", "trial_id"], ascending=[False, True], kind="stable").drop(columns="_gap")
 
 
-def row_config(row: Mapping[str, Any], reset: Mapping[str, Any]) -> TrialConfig:
-    """The TrialConfig of one trials-table row (its hp.* columns; nulls -> defaults), with `reset` applied."""
-    values = {}
-    for name in TrialConfig.field_names():
-        value = row.get(f"hp.{name}")
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            continue
-        values[name] = coerce(name, value.item() if hasattr(value, "item") else value)
-    return TrialConfig(**{**values, **reset})
-
-
 def select_bases(location: str, preset: Preset, top: int | None,
                  where: str | None) -> tuple[list[TrialConfig], list[str]]:
     """(the base configs, the trial ids of DIR's rows they came from), in decreasing gap.loss."""
@@ -130,7 +119,7 @@ def select_bases(location: str, preset: Preset, top: int | None,
     sources = []
     for _, row in rows.iterrows():
         try:
-            cfg = row_config(row, preset.intervention.baseline)
+            cfg = config_from_record(row, **preset.intervention.baseline)
         except ConfigError as exc:
             raise ConfigError(f"--from {location}: trial {row['trial_id']} is not a valid config now: {exc}") from None
         if cfg.trial_id in bases:

@@ -20,11 +20,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 from synthetic_results import make_results  # noqa: E402
 
 from analysis.cli import add_arguments, run  # noqa: E402
-from analysis.report import (ReportError, build_report, config_from_row, headline, region_trial,  # noqa: E402
+from analysis.report import (ReportError, build_report, headline, region_trial,  # noqa: E402
                              sweep_metadata)
 from analysis import load_trials  # noqa: E402
 from study.config import TrialConfig  # noqa: E402
-from study.records import hp_record, write_trial  # noqa: E402
+from study.records import config_from_record, hp_record, write_trial  # noqa: E402
 
 IMAGE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -127,7 +127,7 @@ def test_region_trial_is_the_median_gap_relu_net_that_is_quick_to_recompute():
 def test_config_from_row_round_trips_the_trial_id():
     cfg = TrialConfig(dataset="digits", width=7, nonlinearity="hardtanh", augment=True, lr=0.01, n_test=100)
     row = pd.DataFrame([{**hp_record(cfg), "trial_id": cfg.trial_id}]).iloc[0]
-    assert config_from_row(row) == cfg and config_from_row(row).trial_id == cfg.trial_id
+    assert config_from_record(row) == cfg and config_from_record(row).trial_id == cfg.trial_id
 
 
 def _one_trial(location: str, status: str = "ok", with_points: bool = False) -> None:

@@ -11,10 +11,10 @@ import pytest
 
 from study.cli import main
 from study.config import ConfigError, TrialConfig
-from study.records import hp_record, write_trial
+from study.records import config_from_record, hp_record, write_trial
 from sweep_helpers import records, sweep_args
 from sweeps.cli import prepare, sweep
-from sweeps.feedback import row_config, select_bases
+from sweeps.feedback import select_bases
 from sweeps.presets import REGULARIZER_BASELINE, REGULARIZERS
 from sweeps.sampling import parse_overrides, sample
 
@@ -118,9 +118,9 @@ def test_rows_parse_back_into_their_exact_configs(finished):
     done, cfgs = finished
     trials = load_trials(str(done)).set_index("trial_id", drop=False)
     for cfg in cfgs:
-        assert row_config(trials.loc[cfg.trial_id], {}) == cfg
+        assert config_from_record(trials.loc[cfg.trial_id]) == cfg
     older = trials.loc[cfgs[1].trial_id].drop(["hp.augment_shift", "hp.noise_std"])  # a record without those fields
-    assert row_config(older, {}) == cfgs[1]
+    assert config_from_record(older) == cfgs[1]
 
 
 def test_where_selects_by_a_query_and_composes_with_top(finished, tmp_path):
