@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import pyarrow as pa
@@ -202,26 +202,37 @@ def check_writable(location: str) -> None:
                           "these credentials; create it first")
 
 
-def write_table_atomic(location: str, table: str, trial_id: str, data: pa.Table) -> str:
-    """Write `<location>/<table>/<trial_id>.parquet` so that readers never see a partial file."""
+def write_atomic(location: str, relative: str, write: Callable[[Any], None]) -> str:
+    """Write `<location>/<relative>` so that readers never see a partial file; `write(sink)` puts the content
+    into a binary output stream. Locally: a hidden temp file ('.tmp-...') in the same directory, fsynced,
+    then renamed into place (removed if anything fails); on object stores: one PUT, the object appears
+    only when complete."""
     fs, root = resolve(location)
-    directory = f"{root.rstrip('/')}/{table}"
-    final = f"{directory}/{trial_id}.parquet"
+    final = f"{root.rstrip('/')}/{relative}"
+    directory, name = final.rsplit("/", 1)
     if isinstance(fs, pafs.LocalFileSystem):
         os.makedirs(directory, exist_ok=True)
-        temp = f"{directory}/.tmp-{trial_id}-{uuid.uuid4().hex}.parquet"
+        stem, _, extension = name.rpartition(".")
+        temp = f"{directory}/.tmp-{stem}-{uuid.uuid4().hex}.{extension}"
         try:
-            pq.write_table(data, temp)
-            with open(temp, "rb") as handle:
+            with open(temp, "wb") as handle:
+                write(handle)
+                handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, final)
         finally:
             if os.path.exists(temp):
                 os.remove(temp)
-    else:  # object stores: a single PUT is atomic, the object appears only when complete
+    else:
         fs.create_dir(directory, recursive=True)
-        pq.write_table(data, final, filesystem=fs)
+        with fs.open_output_stream(final) as stream:
+            write(stream)
     return final
+
+
+def write_table_atomic(location: str, table: str, trial_id: str, data: pa.Table) -> str:
+    """Write `<location>/<table>/<trial_id>.parquet` atomically (write_atomic)."""
+    return write_atomic(location, f"{table}/{trial_id}.parquet", lambda sink: pq.write_table(data, sink))
 
 
 def write_trial(location: str, trial_id: str, record: dict[str, Any], points: pd.DataFrame,

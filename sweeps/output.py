@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.records import TABLES, resolve
+from study.records import TABLES, resolve, write_atomic
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
 
@@ -52,23 +50,9 @@ def clean_stale_temps(location: str, older_than_s: float = STALE_TEMP_S) -> int:
 
 
 def write_json_atomic(location: str, relative: str, payload: dict[str, Any]) -> str:
-    fs, root = resolve(location)
-    final = f"{root.rstrip('/')}/{relative}"
-    directory = final.rsplit("/", 1)[0]
+    """Write `payload` as JSON to `<location>/<relative>` atomically (study.records.write_atomic)."""
     data = json.dumps(payload, indent=1, sort_keys=True, default=str).encode()
-    if isinstance(fs, pafs.LocalFileSystem):
-        os.makedirs(directory, exist_ok=True)
-        temp = f"{directory}/.tmp-{uuid.uuid4().hex}.json"
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, final)
-    else:
-        fs.create_dir(directory, recursive=True)
-        with fs.open_output_stream(final) as stream:
-            stream.write(data)
-    return final
+    return write_atomic(location, relative, lambda sink: sink.write(data))
 
 
 def status_counts(location: str, trial_ids: Iterable[str]) -> Counter:
