@@ -11,8 +11,8 @@ Exactness. Each net sees what it would see alone (study.train.train):
 - its own data subset, labels (random labels included) and initial weights (study.data.load_dataset,
   study.models.build_model on its own config);
 - its own minibatch sequence: one torch.Generator per distinct `seed_for("train")` (the
-  "stream"), drawn in train.py's order (randperm when an epoch ends, then augmentation). Nets with
-  the same stream see the same minibatches, so their first layer is one wide matmul
+  "stream"), a study.train.Minibatches as train.py draws it (randperm when an epoch ends, then
+  augmentation). Nets with the same stream see the same minibatches, so their first layer is one wide matmul
   [k * width, d] @ x^T; with more than GROUPED_MAX distinct minibatches in a step, they are stacked
   and the first layer is one batched matmul over all nets (never the full batch: that would copy the
   training sets every step);
@@ -52,7 +52,7 @@ from study.packed_layout import Layout, forward, hits, runs
 from study.packed_optim import PACKABLE_OPTIMIZERS, PackedOptimizer
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
-from study.train import Penalty, TrainOutcome
+from study.train import Minibatches, Penalty, TrainOutcome
 from study.trial import TrialResult, _base_record, run_measures, run_trial
 
 # Fields that may differ inside a pack; every other TrialConfig field is part of the pack key
@@ -92,24 +92,6 @@ def group_into_packs(cfgs: list[TrialConfig], size: int) -> list[list[TrialConfi
         members = sorted(members, key=lambda c: c.seed)
         packs.extend(members[i:i + size] for i in range(0, len(members), size))
     return packs
-
-
-class _Stream:
-    """One minibatch sequence (train.py's): a generator seeded by seed_for("train") and its epoch order."""
-
-    def __init__(self, seed: int, x: torch.Tensor, batch: int, full_batch: bool) -> None:
-        self.gen = torch.Generator().manual_seed(seed)
-        self.x, self.n, self.batch, self.full_batch = x, x.shape[0], batch, full_batch
-        self.order, self.cursor = None, self.n
-
-    def next_index(self) -> torch.Tensor | None:
-        if self.full_batch:
-            return None
-        if self.cursor + self.batch > self.n:
-            self.order, self.cursor = torch.randperm(self.n, generator=self.gen).to(self.x.device), 0
-        idx = self.order[self.cursor:self.cursor + self.batch]
-        self.cursor += self.batch
-        return idx
 
 
 class _PenaltyCall(torch.nn.Module):
@@ -155,7 +137,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
     active = sorted(range(count), key=lambda i: stream_seed.index(stream_seed[i]))
     streams = {}
     for i in active:
-        streams.setdefault(stream_seed[i], _Stream(stream_seed[i], datas[i].x_train, batch, full_batch))
+        streams.setdefault(stream_seed[i], Minibatches(stream_seed[i], datas[i].x_train, batch, full_batch))
     labels = torch.stack([datas[i].y_train for i in active])  # [S, n], row = position in `active`
     theta = torch.cat([torch.stack([getattr(models[i].layers[l], name).detach() for i in active]).reshape(-1)
                        for l in range(len(models[0].layers)) for name in ("weight", "bias")])
