@@ -53,12 +53,12 @@ def forward(first: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rest: 
 
 def runs(keys: list) -> list[tuple[int, int]]:
     """(start, stop) of the maximal runs of equal consecutive keys."""
-    runs, start = [], 0
+    spans, start = [], 0
     for pos in range(1, len(keys) + 1):
         if pos == len(keys) or keys[pos] != keys[start]:
-            runs.append((start, pos))
+            spans.append((start, pos))
             start = pos
-    return runs
+    return spans
 
 
 def hits(params: list[torch.Tensor], keys: list[int], streams: dict, labels: torch.Tensor, act,
@@ -68,9 +68,9 @@ def hits(params: list[torch.Tensor], keys: list[int], streams: dict, labels: tor
     keys: each net's stream (nets with equal consecutive keys share an input); streams[key].x its training
     inputs; labels [S, n] the nets' training labels."""
     n = labels.shape[1]
-    hits = torch.zeros(labels.shape[0], dtype=torch.long, device=labels.device)
+    correct = torch.zeros(labels.shape[0], dtype=torch.long, device=labels.device)
     with torch.no_grad():
         for start in range(0, n, chunk_size):
             first = [(params[0][a:b], params[1][a:b], streams[keys[a]].x[start:start + chunk_size]) for a, b in runs(keys)]
-            hits += (forward(first, params[2:], act).argmax(1) == labels[:, start:start + chunk_size]).sum(1)
-    return hits.tolist()
+            correct += (forward(first, params[2:], act).argmax(1) == labels[:, start:start + chunk_size]).sum(1)
+    return correct.tolist()
