@@ -1,9 +1,9 @@
 """Exact transition counting vs dense sampling at the resolution that reaches the same count.
 
 For a ReLU net and the ellipse through three Fashion-MNIST training points, the exact count
-(study.measures.transitions.count_transitions_ellipse: kink crossings found in closed form) is compared
+(study.measures.transition_count.count_transitions_ellipse: kink crossings found in closed form) is compared
 with counting activation-pattern changes between P equally spaced points of the ellipse
-(study.measures.transitions.pattern_changes, float64), doubling P from 1024 until the sampled count
+(study.measures.transition_count.pattern_changes, float64), doubling P from 1024 until the sampled count
 equals the exact one. Sampling only undercounts (two crossings between neighbouring samples merge),
 so the first P that matches is the resolution a sampling study would have needed, and its time is
 what it would have paid. P stops doubling when one pass would exceed the sampling budget; the table
@@ -40,7 +40,7 @@ SMOOTH_NETS = {"64x3 tanh": dict(width=64, depth=4, nonlinearity="tanh"),
 def sampled_count(model, c, u, v, n: int, chunk: int = 8192) -> int:
     """Pattern changes between consecutive points of x(2 pi i / n), i = 0..n-1, closed; chunked so memory
     stays at `chunk` points (neighbouring chunks share their boundary point)."""
-    from study.measures.transitions import pattern_changes
+    from study.measures.transition_count import pattern_changes
 
     total = 0
     for lo in range(0, n, chunk):
@@ -62,7 +62,7 @@ def main() -> None:
            f"--max-samples {args.max_samples} --device {args.device}")
     torch.set_num_threads(1)
     device = torch.device(args.device)
-    from study.measures.transitions import count_transitions_ellipse, ellipse_through
+    from study.measures.transition_count import count_transitions_ellipse, ellipse_through
 
     base = TrialConfig(dataset="fashion_mnist", n_train=1000, n_test=100, max_steps=args.train_steps,
                        eval_every=100, lr=0.001)

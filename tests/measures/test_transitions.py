@@ -10,11 +10,11 @@ import torch
 from study.config import TrialConfig
 from study.data import load_dataset, translate
 from study.measures import MEASURES, MeasureContext
-from study.measures import transitions
+from study.measures import transition_count
 from study.measures.jacobian import jacobian_norms
-from study.measures.transitions import (KINDS, START_SAMPLES, count_transitions_ellipse,
-                                        count_transitions_ellipses, count_transitions_path, ellipse_through,
-                                        pattern_changes, trajectories)
+from study.measures.transition_count import (START_SAMPLES, count_transitions_ellipse, count_transitions_ellipses,
+                                             count_transitions_path, ellipse_through, pattern_changes)
+from study.measures.transitions import KINDS, trajectories
 from study.models import MLP, build_model
 
 torch.set_num_threads(1)
@@ -122,14 +122,12 @@ def test_batch_equals_one_by_one_and_float32_model_is_left_alone():
 
 def test_counts_do_not_depend_on_the_chunk_size(monkeypatch):
     """Pieces go through the layers in chunks (memory bound): tiny chunks must give the same counts."""
-    import study.measures.transitions as transitions
-
     model = random_mlp(8, 16, 4, "relu6", seed=6, bias_std=1.0)
     c, u, v = ellipse_through(*gaussian((3, 8), seed=16, std=4.0))
     path = gaussian((5, 8), seed=17, std=4.0)
     reference = count_transitions_ellipse(model, c, u, v), count_transitions_path(model, path)
     assert reference[0].transitions > 20 and reference[1].transitions > 20
-    monkeypatch.setattr(transitions, "CHUNK", 3)
+    monkeypatch.setattr(transition_count, "CHUNK", 3)
     assert (count_transitions_ellipse(model, c, u, v), count_transitions_path(model, path)) == reference
 
 
@@ -207,8 +205,8 @@ def test_streamed_recount_equals_reused_samples(monkeypatch, closed):
     count = (lambda: count_transitions_ellipse(model, *ellipse_through(*points))) if closed else \
         (lambda: count_transitions_path(model, points))
     kept = count()
-    monkeypatch.setattr(transitions, "REUSE_BYTES", 0)
-    monkeypatch.setattr(transitions, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
+    monkeypatch.setattr(transition_count, "REUSE_BYTES", 0)
+    monkeypatch.setattr(transition_count, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
     assert count() == kept and kept.transitions > 20
 
 
