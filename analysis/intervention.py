@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import rank_correlations
-from study.config import REGULARIZERS, TrialConfig
+from study.config import REGULARIZER_FIELDS, REGULARIZERS, UNREGULARIZED
 
-REG_FIELDS = ("regularizer", "reg_strength", "reg_target", "reg_projections", "noise_std")
-BASELINE = {name: getattr(TrialConfig(), name) for name in REG_FIELDS}  # regularizer=none and its defaults
+REG_FIELDS = REGULARIZER_FIELDS
+BASELINE = UNREGULARIZED  # regularizer=none and its defaults
 MIN_PAIRS_CI = 3  # fewer pairs: no confidence interval, no conclusion
 MIN_PAIRS_CORRELATION = 5  # Spearman(dJ, dgap) only from this many pairs on
 DELTAS = {  # delta column -> trials column it differences

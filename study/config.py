@@ -107,6 +107,10 @@ class TrialConfig:
 
 
 _TYPES = {f.name: f.type for f in fields(TrialConfig)}
+REGULARIZER_FIELDS = ("regularizer", "reg_strength", "reg_target", "reg_projections", "noise_std")
+# The regularizer fields at their defaults: what a regularized trial's unregularized twin (and a
+# jacobian_matching teacher) has.
+UNREGULARIZED = {f.name: f.default for f in fields(TrialConfig) if f.name in REGULARIZER_FIELDS}
 
 
 def coerce(name: str, value: Any) -> Any:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from study.config import ConfigError
+from study.config import UNREGULARIZED, ConfigError
 
 STUDY_NONLINEARITIES = ("relu", "relu6", "tanh", "hardtanh", "hardsigmoid")
 STUDY_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "lbfgs")
@@ -158,8 +158,6 @@ PAIRS = Preset(
     default_n=50,
 )
 
-REGULARIZER_BASELINE = {"regularizer": "none", "reg_strength": 0.0, "reg_target": "logits", "reg_projections": 1,
-                        "noise_std": 0.0}  # TrialConfig's defaults: the unregularized twin
 _NO_LBFGS = {"optimizer": ("lbfgs",)}  # stochastic regularizers break L-BFGS's line search (study.config)
 # Strengths from a probe on a quick-preset net (128x3 relu6, momentum, random labels; logit Jacobian 30):
 # jacobian lambda 0.001 / 0.01 cut its softmax Jacobian 2.5 -> 2.0 / 1.0 and still fit; input noise 0.3
@@ -187,7 +185,7 @@ REGULARIZERS = Preset(
     fixed=_QUICK_FIXED,
     factors=QUICK.factors,
     linked=QUICK.linked,
-    intervention=Intervention("regularizer", REGULARIZER_BASELINE, REGULARIZER_GRID),
+    intervention=Intervention("regularizer", UNREGULARIZED, REGULARIZER_GRID),
     default_n=10,
 )
 

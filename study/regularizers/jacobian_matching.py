@@ -34,7 +34,7 @@ import os
 
 import torch
 
-from study.config import TrialConfig
+from study.config import UNREGULARIZED, TrialConfig
 from study.measures.jacobian import _softmax_times, logit_jacobian
 from study.models import build_model
 from study.regularizers.base import (Regularizer, forward_with_input_grad, output_jacobian, squared_norm_per_point,
@@ -46,7 +46,7 @@ _TEACHERS: dict[str, dict[str, torch.Tensor]] = {}  # teacher trial_id -> CPU st
 
 def teacher_config(cfg: TrialConfig) -> TrialConfig:
     """The teacher of a jacobian_matching student: the same trial without any regularizer."""
-    return cfg.replace(regularizer="none", reg_strength=0.0, reg_target="logits", reg_projections=1, noise_std=0.0)
+    return cfg.replace(**UNREGULARIZED)
 
 
 def _disk_path(trial_id: str) -> str | None:

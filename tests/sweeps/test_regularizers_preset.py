@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from study.cli import main
-from study.config import ConfigError, TrialConfig
+from study.config import UNREGULARIZED, ConfigError, TrialConfig
 from study.records import config_from_record, hp_record, write_trial
 from sweep_helpers import records, sweep_args
 from sweeps.cli import prepare, sweep
 from sweeps.feedback import select_bases
-from sweeps.presets import REGULARIZER_BASELINE, REGULARIZERS
+from sweeps.presets import REGULARIZERS
 from sweeps.sampling import parse_overrides, sample
 
 N_VARIANTS = len(REGULARIZERS.intervention.variants)  # 10: 5 regularizers x 2 strengths
@@ -26,7 +26,7 @@ SHRINK = ["--set", "n_train=64", "--set", "n_test=64", "--set", "max_steps=40"] 
 
 
 def twin_of(cfg: TrialConfig) -> TrialConfig:
-    return cfg.replace(**REGULARIZER_BASELINE)
+    return cfg.replace(**UNREGULARIZED)
 
 
 def check_linked(trials) -> dict[str, list]:
