@@ -68,6 +68,20 @@ def interleaved(methods: dict[str, Callable[[], object]], repeats: int, warmup: 
     return times
 
 
+def synced(fn: Callable[[], object], device) -> Callable[[], object]:
+    """fn, then wait for the device (torch.device) to finish: timings on a GPU would otherwise measure the launch."""
+    if getattr(device, "type", "cpu") != "cuda":
+        return fn
+
+    def run() -> object:
+        import torch
+
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+    return run
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 

@@ -36,7 +36,7 @@ import _common  # noqa: F401  (puts the repository on sys.path)
 import psutil
 import torch
 
-from _common import fmt_s, header, interleaved, median, peak_rss_mib, table
+from _common import fmt_s, header, interleaved, median, peak_rss_mib, synced, table
 from study.config import TrialConfig
 from study.measures.jacobian import jacobian_norms
 from study.models import build_model
@@ -57,18 +57,6 @@ def points(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 def make_net(name: str):
     return build_model(TrialConfig(dataset="fashion_mnist", nonlinearity="relu", **NETS[name]), 784, 10).eval()
-
-
-def synced(fn, device: torch.device):
-    """fn, then wait for the device to finish (timings on a GPU would otherwise measure the launch)."""
-    if device.type != "cuda":
-        return fn
-
-    def run():
-        out = fn()
-        torch.cuda.synchronize(device)
-        return out
-    return run
 
 
 def cuda_peak_mib(method: str, net: str, n: int, device: torch.device) -> float:

@@ -17,7 +17,7 @@ import argparse
 import _common  # noqa: F401  (puts the repository on sys.path)
 import torch
 
-from _common import fmt_s, header, interleaved, median, table
+from _common import fmt_s, header, interleaved, median, synced, table
 from study.config import TrialConfig
 from study.data import load_dataset
 from study.models import build_model
@@ -44,7 +44,6 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     args = parser.parse_args()
     device = torch.device(args.device)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)  # noqa: E731
     header("Packed training: 8 nets at once vs one after another (1 thread)",
            f"python benchmarks/bench_packed.py --widths {' '.join(map(str, args.widths))} --steps {args.steps} "
            f"--repeats {args.repeats} --device {args.device}")
@@ -59,14 +58,13 @@ def main() -> None:
             def packed() -> None:
                 models = [build_model(c, d.n_features, d.n_classes, device) for c, d in zip(cfgs, datas)]
                 steps["packed"] = [o.steps for o in train_packed(models, datas, cfgs)]
-                sync()
 
             def sequential() -> None:
                 models = [build_model(c, d.n_features, d.n_classes, device) for c, d in zip(cfgs, datas)]
                 steps["alone"] = [train(m, d, c).steps for m, d, c in zip(models, datas, cfgs)]
-                sync()
 
-            times = interleaved({"packed": packed, "sequential": sequential}, repeats=args.repeats)
+            times = interleaved({"packed": synced(packed, device), "sequential": synced(sequential, device)},
+                                repeats=args.repeats)
             t_packed, t_seq = median(times["packed"]), median(times["sequential"])
             assert steps["packed"] == steps["alone"], (steps["packed"], steps["alone"])
             rows.append({"width": width, "pack": pack_name, "net-steps": sum(steps["alone"]),
