@@ -31,7 +31,7 @@ from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
 from study.config import ConfigError
 from study.models import KINKS
-from study.records import config_from_record
+from study.records import config_from_record, write_atomic
 
 HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",
                      "measure.transitions_test": "transitions (test ellipses)"}
@@ -263,9 +263,5 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
                        dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
                        figures=figures, load_warnings=inputs.load_warnings,
                        n_points=len(points), n_trajectories=len(trajectories), intervention=intervention)
-    path = os.path.join(out_dir, "report.html")
-    temp = f"{path}.tmp-{os.getpid()}"
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(page)
-    os.replace(temp, path)
-    return path
+    data = page.encode("utf-8")
+    return write_atomic(out_dir, "report.html", lambda sink: sink.write(data))

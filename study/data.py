@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from study.config import ConfigError, TrialConfig
+from study.records import write_atomic
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 24, 24),
@@ -95,14 +96,9 @@ def _stage_debian_fashion_mnist(source: str, root: str) -> bool:
         target = os.path.join(raw, name)
         if os.path.exists(target):
             continue
-        temp = f"{target}.tmp-{os.getpid()}"
         plain = os.path.join(source, name)
-        if os.path.exists(plain):
-            shutil.copyfile(plain, temp)
-        else:
-            with gzip.open(plain + ".gz", "rb") as src, open(temp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        os.replace(temp, target)
+        with (open(plain, "rb") if os.path.exists(plain) else gzip.open(plain + ".gz", "rb")) as src:
+            write_atomic(raw, name, lambda sink: shutil.copyfileobj(src, sink))
     return True
 
 

@@ -212,8 +212,8 @@ def write_atomic(location: str, relative: str, write: Callable[[Any], None]) -> 
     directory, name = final.rsplit("/", 1)
     if isinstance(fs, pafs.LocalFileSystem):
         os.makedirs(directory, exist_ok=True)
-        stem, _, extension = name.rpartition(".")
-        temp = f"{directory}/.tmp-{stem}-{uuid.uuid4().hex}.{extension}"
+        stem, dot, extension = name.rpartition(".")
+        temp = f"{directory}/.tmp-{stem or name}-{uuid.uuid4().hex}" + (f".{extension}" if dot else "")
         try:
             with open(temp, "wb") as handle:
                 write(handle)

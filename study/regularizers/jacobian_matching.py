@@ -37,6 +37,7 @@ import torch
 from study.config import UNREGULARIZED, TrialConfig
 from study.measures.jacobian import _softmax_times, logit_jacobian
 from study.models import build_model
+from study.records import write_atomic
 from study.regularizers.base import (Regularizer, forward_with_input_grad, output_jacobian, squared_norm_per_point,
                                      target_outputs)
 
@@ -55,10 +56,8 @@ def _disk_path(trial_id: str) -> str | None:
 
 
 def _save(path: str, state: dict[str, torch.Tensor]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    """Atomically (study.records.write_atomic): a concurrent reader sees no file or the whole one."""
+    write_atomic(os.path.dirname(path) or ".", os.path.basename(path), lambda sink: torch.save(state, sink))
 
 
 def load_or_train_teacher(cfg: TrialConfig, data) -> torch.nn.Module:
