@@ -17,19 +17,17 @@ from typing import Any, Iterator
 
 from study.config import ConfigError
 from study.resources import GIB, ResourceError, check_memory
+from sweeps.ray_internals import bootstrap_address, loopback_mode
 from sweeps.runner import RunSettings
 from sweeps.sampling import PlannedTrial
-from sweeps.worker import CRASH_ENV
 
 CONNECT_TIMEOUT_S = 5.0
 FORWARDED_ENV_PREFIXES = ("AWS_", "SENSITIVITY_")  # credentials and data root travel to the workers
-LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, every server on 127.0.0.1
-# Ray sends usage statistics to its servers unless told not to; the Ray a sweep starts inherits this "no".
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+USAGE_STATS_ENV = "RAY_USAGE_STATS_ENABLED"  # Ray's documented switch; "0": no usage statistics to Ray's servers
 
 
 def _forwarded_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES) and k != CRASH_ENV}
+    return {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
 
 
 def _answers(host: str, port: int) -> OSError | None:
@@ -46,10 +44,8 @@ def resolve_address(address: str) -> tuple[str, bool]:
     Ray rewrites 127.0.0.1 into the machine's routable address; a cluster started in Ray's
     single-machine mode (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, as `sensitivity sweep` without --address
     starts one) answers on 127.0.0.1 only: then `loopback` is True and the driver joins in that mode."""
-    from ray._private import services
-
     try:
-        resolved = services.canonicalize_bootstrap_address(address)
+        resolved = bootstrap_address(address)
     except Exception as exc:
         text = str(exc).strip().strip("'\"").splitlines()
         raise ConfigError(f"--address {address}: {text[0] if text else type(exc).__name__}") from None
@@ -73,27 +69,6 @@ def resolve_address(address: str) -> tuple[str, bool]:
 
 
 @contextlib.contextmanager
-def _loopback_mode(enabled: bool) -> Iterator[None]:
-    """Ray's single-machine mode for this process (and the Ray processes it starts) while enabled."""
-    if not enabled:
-        yield
-        return
-    from ray._private import ray_constants
-
-    previous_env, previous_flag = os.environ.get(LOOPBACK_ENV), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[LOOPBACK_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = previous_flag
-        if previous_env is None:
-            os.environ.pop(LOOPBACK_ENV, None)
-        else:
-            os.environ[LOOPBACK_ENV] = previous_env
-
-
-@contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bool]:
     """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1 without a dashboard.
 
@@ -104,6 +79,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bo
     if ray.is_initialized():
         yield False
         return
+    os.environ.setdefault(USAGE_STATS_ENV, "0")  # before Ray starts: the Ray processes inherit it
     env = _forwarded_env()
     kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True}
     if env:
@@ -111,7 +87,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bo
     if address:
         resolved, loopback = resolve_address(address)
         try:
-            with _loopback_mode(loopback):
+            with loopback_mode(loopback):
                 ray.init(address=resolved, **kwargs)
         except Exception as exc:
             text = str(exc).strip().splitlines()
@@ -122,7 +98,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bo
         # _node_ip_address="127.0.0.1" into the machine's routable address and listens on all
         # interfaces; its single-machine mode (the default on macOS and Windows) binds every server
         # to the loopback address instead, and Ray's processes inherit it.
-        with _loopback_mode(True):
+        with loopback_mode(True):
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      object_store_memory=256 * 2 ** 20, **kwargs)
     try:

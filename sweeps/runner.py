@@ -7,7 +7,8 @@ so nothing is run twice after a restart, whichever chunk it died in.
 
 Each Tune trial runs `sweeps.worker.trainable` on an actor with {"cpu": C, "gpu": G}; actors are
 reused across the trials of a chunk (reuse_actors=True) and keep their data-set cache. A trial whose
-worker dies is retried (FailureConfig(max_failures)); when Tune gives up, the driver writes the error row.
+worker dies is retried (FailureConfig(max_failures)); when Tune gives up, the driver writes the error row
+from the chunk's ResultGrid. Tune runs silent; sweeps.progress draws the progress table from a callback.
 
 With `pack` = S >= 2 the pending trials of a chunk are grouped by study.packed.group_into_packs (same
 architecture and schedule; at most S a pack) and each pack is one Tune trial that trains its nets
@@ -18,30 +19,30 @@ the "Number of trials" line of the progress table and the summary count study tr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import re
 import resource
 import shutil
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import psutil
 
 from study.records import completed_trial_ids, unreadable_records
+from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
-from sweeps.worker import CRASH_ENV, trainable, write_error
+from sweeps.worker import trainable, write_error
 
-METRIC_COLUMNS = {"status": "result", "train_acc": "train acc", "gap": "loss gap", "jacobian": "jacobian"}
-
-# Our records replace Tune's per-trial logs (CSV/JSON/TensorBoard), and Ctrl-C should stop the sweep
-# at once (Tune's own handler would finish the experiment and suggest Tuner.restore, which we do not use).
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic table, whose columns we choose
+# Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
+# records replace Tune's per-trial logs (CSV/JSON/TensorBoard); Ctrl-C stops the sweep at once (Tune's own
+# handler would finish the experiment and suggest Tuner.restore, which we do not use); and Tune's legacy
+# output engine, which at verbose=0 prints nothing (the new one still prints a box per experiment, here
+# one per chunk), while sweeps.progress prints the table.
+TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1", "TUNE_DISABLE_SIGINT_HANDLER": "1", "RAY_AIR_NEW_OUTPUT": "0"}
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RunSettings:
     data_root: str | None = None
     sweep_id: str = ""
     parameter_columns: tuple[str, ...] = ()
-    verbose: int = 1  # Tune's table (0: silent)
+    verbose: int = 1  # the progress table (0: none)
     pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
 
     @property
@@ -90,73 +91,45 @@ class RunReport:
 
 # -- Tune -------------------------------------------------------------------------------------
 
-def _trial_error(trial) -> str:
-    """One line saying why the last attempt of a Tune trial failed (Tune keeps it in the trial's local dir)."""
-    import cloudpickle
-
-    try:
-        with open(trial.pickled_error_file, "rb") as handle:
-            error = cloudpickle.load(handle)
-    except Exception:  # no pickled error: fall back to the text log
-        error = None
-    cause = getattr(error, "cause", None)  # RayTaskError wraps the trainable's own exception
+def _error_line(error: BaseException | None) -> str:
+    """One line saying why the last attempt of a Tune trial failed (the trainable's own exception, when a
+    RayTaskError wraps it)."""
+    cause = getattr(error, "cause", None)
     if isinstance(cause, BaseException):
         error = cause
-    if error is not None:
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
-    try:  # the log appends "Failure # k (occurred at ...)" and the error's text for every attempt
-        with open(trial.error_file) as handle:
-            last = handle.read().rsplit("Failure #", 1)[-1].splitlines()[1:]
-        lines = [line.strip() for line in last if line.strip()]
-        return lines[0][:500] if lines else "worker failed"
-    except Exception:
+    if error is None:
         return "worker failed"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
 
 
-def _callbacks(settings: RunSettings, written: list[int]):
-    from ray import tune
-
-    class GiveUps(tune.Callback):
-        """Tune gave up on a trial (every attempt failed): write its error row from the driver."""
-
-        def on_trial_error(self, iteration, trials, trial, **info):
+def _write_error_rows(results, settings: RunSettings) -> int:
+    """Error rows for the Tune trials that Tune gave up on (every attempt failed); returns how many were
+    written. A row that cannot be written is reported and its trial stays pending for a rerun."""
+    written = 0
+    for result in results:
+        if result.error is None:
+            continue
+        message = f"failed {settings.max_failures + 1} attempts; last: {_error_line(result.error)}"
+        item = (result.config or {}).get("item") or {}
+        for member in item.get("pack", [item] if item else []):
             try:
-                message = f"failed {settings.max_failures + 1} attempts; last: {_trial_error(trial)}"
-                item = trial.config["item"]
-                for member in item.get("pack", [item]):
-                    if write_error(settings.out, member, message):
-                        written[0] += 1
-            except Exception as exc:  # never take the sweep down; the trial stays pending for a rerun
-                print(f"warning: could not write the error row of {trial}: {exc}", file=sys.stderr)
-
-    return [GiveUps()]
+                written += write_error(settings.out, member, message)
+            except Exception as exc:  # never take the sweep down
+                print(f"warning: could not write the error row of {member.get('id')}: {exc}", file=sys.stderr)
+    return written
 
 
-def _reporter(settings: RunSettings):
-    from ray import tune
-
-    class Reporter(tune.CLIReporter):
-        def report(self, trials, done, *sys_info):
-            text = self._progress_str(trials, False, *sys_info)  # the final table too: 20 rows, not the whole chunk
-            if settings.pack > 1:
-                text = _count_study_trials(text, trials)
-            self._print(text)
-
-    params = {f"item/cfg/{name}": name for name in settings.parameter_columns}
-    columns = {**METRIC_COLUMNS, "trials": "trials"} if settings.pack > 1 else METRIC_COLUMNS
-    return Reporter(metric_columns=columns, parameter_columns=params, max_progress_rows=20,
-                    max_error_rows=5, max_report_frequency=15, sort_by_metric=False)
-
-
-def _count_study_trials(text: str, trials) -> str:
-    """Tune's "Number of trials: P (...)" line counts packs; say how many study trials they hold."""
-    by_state: dict[str, int] = {}
-    for trial in trials:
-        by_state[trial.status] = by_state.get(trial.status, 0) + trial.config["item"].get("n", 1)
-    states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
-    line = f"Number of trials: {sum(by_state.values())} in {len(trials)} packs ({states})"
-    return re.sub(r"^Number of trials: .*$", line, text, count=1, flags=re.MULTILINE)
+@contextlib.contextmanager
+def _tune_environment() -> Iterator[None]:
+    previous = {k: os.environ.get(k) for k in TUNE_ENV}
+    os.environ.update({k: v for k, v in TUNE_ENV.items() if previous[k] is None})
+    try:
+        yield
+    finally:
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
 
 
 def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
@@ -208,26 +181,27 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     from ray import tune
 
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
-           "data_root": settings.data_root, "crash": os.environ.get(CRASH_ENV)}
-    written = [0]
+           "data_root": settings.data_root}
+    callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
     storage = tempfile.mkdtemp(prefix="sensitivity-tune-")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
     try:
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, settings.resources),
-            param_space={"item": tune.grid_search(_items(chunk, settings.sweep_id)), "run": run},
-            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
-                                        trial_name_creator=lambda t: t.config["item"]["id"],
-                                        trial_dirname_creator=lambda t: t.config["item"]["id"]),
-            run_config=tune.RunConfig(name=f"sweep-{settings.sweep_id}-chunk{index}", storage_path=storage,
-                                      verbose=settings.verbose, progress_reporter=_reporter(settings),
-                                      failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                                      callbacks=_callbacks(settings, written)))
-        logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
-        tuner.fit()
-        del tuner
+        with _tune_environment():
+            tuner = tune.Tuner(
+                tune.with_resources(trainable, settings.resources),
+                param_space={"item": tune.grid_search(_items(chunk, settings.sweep_id)), "run": run},
+                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
+                                            trial_name_creator=lambda t: t.config["item"]["id"],
+                                            trial_dirname_creator=lambda t: t.config["item"]["id"]),
+                run_config=tune.RunConfig(name=f"sweep-{settings.sweep_id}-chunk{index}", storage_path=storage,
+                                          verbose=0, callbacks=callbacks,
+                                          failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
+            results = tuner.fit()
+        written = _write_error_rows(results, settings)
+        del tuner, results
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    return written[0]
+    return written
 
 
 def _rss_mib() -> tuple[float, float]:

@@ -6,12 +6,6 @@ reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its member
 `study.packed.run_packed` and writes each member's ordinary record; members already recorded (a retry
 after a crash between two writes) are not trained again. The data set comes from `study.data.load_raw`,
 cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=True)) reads it once.
-
-Test hook (tests/sweeps only): the driver forwards SENSITIVITY_SWEEP_TEST_CRASH="TRIAL_ID:FLAG[,...]" to
-the trials. The attempt of trial TRIAL_ID that finds no file FLAG creates it (writing its pid) and kills
-its own process (os._exit) after training and measuring, before writing: a worker dying at the worst
-moment, its work done and nothing recorded. The retry finds FLAG and runs normally.
-FLAG="always" kills every attempt, so Tune gives up and the driver writes the error row.
 """
 
 from __future__ import annotations
@@ -28,8 +22,6 @@ import pyarrow.fs as pafs
 from study.config import TrialConfig
 from study.records import SCHEMA_VERSION, hp_record, resolve, write_trial
 
-CRASH_ENV = "SENSITIVITY_SWEEP_TEST_CRASH"
-
 
 def node_id() -> str:
     """The Ray node id of this process (hostname outside Ray), for the env.node column."""
@@ -43,24 +35,22 @@ def node_id() -> str:
     return socket.gethostname()
 
 
+def location() -> str:
+    """NODE_IP:PID of this worker (the progress table's loc column)."""
+    try:
+        import ray
+
+        ip = ray.util.get_node_ip_address()
+    except Exception:  # pragma: no cover - Ray missing
+        ip = socket.gethostname()
+    return f"{ip}:{os.getpid()}"
+
+
 def labels(item: dict[str, Any]) -> dict[str, Any]:
     """The columns a sweep adds to a trial row."""
     return {"pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
             "sweep.id": item.get("sweep_id"), "env.node": node_id(),
             "env.worker": f"{socket.gethostname()}:{os.getpid()}"}
-
-
-def _maybe_crash(crash: str | None, trial_id: str) -> None:
-    for entry in (crash or "").split(","):
-        target, _, flag = entry.partition(":")
-        if target != trial_id:
-            continue
-        if flag == "always":
-            os._exit(3)
-        if not os.path.exists(flag):
-            with open(flag, "w") as handle:
-                handle.write(f"{os.getpid()}\n")
-            os._exit(3)
 
 
 def metrics(record: dict[str, Any]) -> dict[str, Any]:
@@ -69,7 +59,7 @@ def metrics(record: dict[str, Any]) -> dict[str, Any]:
         value = record.get(key)
         return math.nan if value is None else float(value)
     return {"status": record["status"], "train_acc": num("train.accuracy"), "gap": num("gap.loss"),
-            "jacobian": num("measure.jacobian_test")}
+            "jacobian": num("measure.jacobian_test"), "loc": location()}
 
 
 def pack_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -80,7 +70,8 @@ def pack_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
     mean = {k: math.fsum(r[k] for r in rows) / len(rows) if rows else math.nan
             for k in ("train_acc", "gap", "jacobian")}
-    return {"status": " ".join(f"{s}:{n}" for s, n in statuses.items()), **mean, "trials": len(rows)}
+    return {"status": " ".join(f"{s}:{n}" for s, n in statuses.items()), **mean, "trials": len(rows),
+            "loc": location()}
 
 
 def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +81,6 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     results = run_packed([TrialConfig(**m["cfg"]) for m in members], device=run["device"],
                          data_root=run.get("data_root"), threads=run["threads"])
     for member, result in zip(members, results):
-        _maybe_crash(run.get("crash"), result.trial_id)
         result.record.update(labels(member))
         result.write(run["out"])
     return pack_metrics([r.record for r in results])
@@ -109,7 +99,6 @@ def trainable(config: dict[str, Any]) -> None:
         return
     cfg = TrialConfig(**item["cfg"])
     result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
-    _maybe_crash(run.get("crash"), cfg.trial_id)
     result.record.update(labels(item))
     result.write(run["out"])
     tune.report(metrics(result.record))

@@ -1,5 +1,8 @@
 """Helpers of the reliability tests: sweeps in-process or as a CLI subprocess, fault injection in a
-background thread, our own Ray processes (found by a token in their environment), records."""
+background thread, our own Ray processes (found by a token in their environment), records.
+
+Processes are read without races: each one once (psutil's oneshot), and one that exits or turns zombie
+while it is read is simply not there (NoSuchProcess, ZombieProcess, AccessDenied)."""
 
 from __future__ import annotations
 
@@ -15,12 +18,12 @@ import warnings
 from typing import Callable
 
 import psutil
+from ray_cluster import LOOPBACK
 
 # Every process this test session starts (Ray's included, whoever spawns them) inherits this token,
 # so "no process left behind" is checked on ours only: the machine is shared with other Ray users.
 TOKEN_ENV = "RELIABILITY_TEST_TOKEN"
 os.environ.setdefault(TOKEN_ENV, uuid.uuid4().hex)
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's single-machine mode: servers on 127.0.0.1
 RECORD_NAME = re.compile(r"^[0-9a-f]{16}\.parquet$")
 METADATA_NAME = re.compile(r"^[0-9a-f]{12}-\d{8}T\d{6}Z-\d+\.json$")
 
@@ -94,42 +97,32 @@ def wait_for_exit(key: str, value: str, what: str, timeout: float = EXIT_TIMEOUT
     try:
         wait_for(lambda: not our_processes(key, value), timeout, what, every=0.5)
     except AssertionError as exc:
-        left = []
-        for proc in our_processes(key, value):
-            try:
-                left.append(f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}")
-            except psutil.Error:
-                pass
-        raise AssertionError(f"{exc}; still running: {left}") from None
+        raise AssertionError(f"{exc}; still running: {[describe(p) for p in our_processes(key, value)]}") from None
+
+
+def describe(proc: psutil.Process) -> str:
+    """'PID NAME COMMAND LINE' read at once; what could not be read (the process left) is left out."""
+    try:
+        with proc.oneshot():
+            return f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:200]}"
+    except psutil.Error:
+        return f"{proc.pid} (exited)"
 
 
 def our_processes(key: str = TOKEN_ENV, value: str | None = None) -> list[psutil.Process]:
     """Live processes, other than this one, whose environment has `key`=`value` (default: this session's
-    token: Ray's processes and subprocess drivers of this session)."""
+    token: Ray's processes and subprocess drivers of this session). Zombies count as gone."""
     value, found = value or os.environ[key], []
-    for proc in psutil.process_iter(["pid", "name"]):
+    for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(key) == value:
-                found.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            with proc.oneshot():
+                if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(key) == value:
+                    found.append(proc)
+        except psutil.Error:  # NoSuchProcess, ZombieProcess, AccessDenied: not one we can count
             pass
     return found
-
-
-def trial_workers(parent: psutil.Process | None = None) -> list[psutil.Process]:
-    """Ray actors of ours that are running a Tune trial right now (process title ray::ImplicitFunc.train),
-    among the descendants of `parent` (e.g. one node's raylet) if given."""
-    pool = parent.children(recursive=True) if parent is not None else our_processes()
-    busy = []
-    for proc in pool:
-        try:
-            if proc.name().startswith("ray::ImplicitFunc.train"):
-                busy.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return busy
 
 
 def records(out) -> "pd.DataFrame":

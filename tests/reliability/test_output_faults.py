@@ -90,8 +90,9 @@ def test_a_full_output_location_is_refused_up_front(tmpfs, capsys):
 
 
 def test_an_output_that_fails_mid_sweep_leaves_trials_pending_and_the_rerun_completes_them(cluster, tmpfs, tmp_path,
-                                                                                           capsys):
-    """The disk fills up after the first records (where no tmpfs can be mounted: trials/ turns read-only)."""
+                                                                                           capsys, faults):
+    """The disk fills up after the first record (where no tmpfs can be mounted: trials/ turns read-only);
+    the other trials are held until it is full, so exactly n - 1 cannot be written."""
     location = tmpfs("disk", "size=4m")
     if location is None and os.geteuid() == 0:
         pytest.skip("needs a small tmpfs (root and mount) to fill, or a non-root user for chmod")
@@ -99,30 +100,36 @@ def test_an_output_that_fails_mid_sweep_leaves_trials_pending_and_the_rerun_comp
     n = 6
     argv = ("smoke", "--out", str(out), "--num-samples", str(n), "--seed", "21", "--max-failures", "0")
 
+    faults.hold(free=1)  # the first trial to start runs; the others wait for release()
+
     def break_the_output() -> None:
-        wait_for(lambda: completed_trial_ids(str(out)), 60, "the first record")
+        wait_for(lambda: completed_trial_ids(str(out)), 120, "the first record")
+        assert len(completed_trial_ids(str(out))) == 1
         if location is not None:
             fill(location)
         else:
             (out / "trials").chmod(0o555)
+        faults.release()
 
     saboteur = Saboteur(break_the_output)
     logged: list[str] = []
     _, report, counts = sweep(*argv, log=logged.append)
     saboteur.check()
-    assert report.missing > 0 and f"{report.missing} trials have no record yet: run the same command again" in logged[-1]
+    assert report.missing == n - 1 and f"{report.missing} trials have no record yet: run the same command again" in logged[-1]
     assert "error" not in counts  # nothing could be written, not even an error row: the trials stay pending
     cause = "No space left on device" if location is not None else "Permission denied"
     err = capsys.readouterr().err  # why, for each trial given up on
     assert err.count("could not write the error row") == report.missing and cause in err, err[-2000:]
-    assert not [name for name in listing(out / "trials") if name.startswith(".")]  # no half-written file left
+    for table in ("points", "trajectories", "trials"):  # no half-written file left, in any table
+        assert not [name for name in listing(out / table) if name.startswith(".")], table
 
     if location is not None:  # the researcher frees some space (or fixes the permissions) and runs it again
         os.remove(location / "filler")
     else:
         (out / "trials").chmod(0o755)
     recorded = completed_trial_ids(str(out))
+    assert len(recorded) == 1
     _, again, counts = sweep(*argv, log=logged.append)
-    assert again.missing == 0 and again.skipped == len(recorded) and sum(counts.values()) == n
+    assert again.missing == 0 and again.skipped == 1 and sum(counts.values()) == n
     frame = records(out)
     assert len(frame) == n and set(frame.trial_id) == planned_ids("smoke", n, 21)

@@ -26,12 +26,13 @@ import os, sys
 from sweeps.cluster import ray_session
 with ray_session(None) as started:
     import ray
-    @ray.remote
-    def pid():
-        return os.getpid()
-    workers = ray.get([pid.remote() for _ in range(4)])  # start workers: they listen too
-    print(started, ray.util.get_node_ip_address(), *workers, flush=True)
-    sys.stdin.readline()  # hold Ray up while the test looks at the sockets
+    @ray.remote(num_cpus=0)
+    class Worker:  # an actor's process lives as long as the actor: the test reads it while this driver waits
+        def pid(self):
+            return os.getpid()
+    workers = [Worker.remote() for _ in range(2)]
+    print(started, ray.util.get_node_ip_address(), *ray.get([w.pid.remote() for w in workers]), flush=True)
+    sys.stdin.readline()  # hold Ray (and the actors) up while the test looks at the sockets
 """
 
 
@@ -39,49 +40,72 @@ def _loopback(ip: str) -> bool:
     return ip.startswith("127.") or ip in ("::1", "::ffff:127.0.0.1") or ip.startswith("::ffff:127.")
 
 
+def snapshot(root: int) -> dict[int, dict]:
+    """{pid: name, cmdline, environ, process} of `root` and its descendants, each read once; a process that
+    exits meanwhile (a short-lived Ray helper) is left out."""
+    found = {}
+    try:
+        tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return found
+    for proc in tree:
+        try:
+            with proc.oneshot():
+                found[proc.pid] = {"name": proc.name(), "cmdline": proc.cmdline(), "environ": proc.environ(),
+                                   "process": proc}
+        except psutil.Error:  # NoSuchProcess, ZombieProcess, AccessDenied
+            pass
+    return found
+
+
+def _alive(proc: psutil.Process) -> bool:
+    try:  # is_running() compares the start time too, so a reused pid is not mistaken for ours
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_behind():
+    without_loopback = {k: v for k, v in os.environ.items() if k not in LOOPBACK}  # ray_session must set it
     driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env={**os.environ, **LOOPBACK})
+                              stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=without_loopback)
     try:
         started, node_ip, *worker_pids = driver.stdout.readline().split()
         assert started == "True" and node_ip == "127.0.0.1"
-        ours = [psutil.Process(driver.pid), *psutil.Process(driver.pid).children(recursive=True)]
-        pids = {p.pid for p in ours}
-        assert {int(w) for w in worker_pids} <= pids
-        names = " ".join(p.name() for p in ours)
+        ours = snapshot(driver.pid)
+        assert {int(w) for w in worker_pids} <= set(ours)  # the actors, alive while the driver waits
+        names = " ".join(p["name"] for p in ours.values())
         assert "raylet" in names and "gcs_server" in names
-        sockets = [c for c in psutil.net_connections(kind="inet") if c.pid in pids]
+        sockets = [c for c in psutil.net_connections(kind="inet") if c.pid in ours]
         listening = [c for c in sockets if c.status == psutil.CONN_LISTEN or c.type == 2]  # TCP listen, or UDP
         assert len(listening) >= 4  # GCS, raylet, driver, workers
-        exposed = [(psutil.Process(c.pid).name(), c.laddr) for c in listening if not _loopback(c.laddr.ip)]
+        exposed = [(ours[c.pid]["name"], c.laddr) for c in listening if not _loopback(c.laddr.ip)]
         assert not exposed, f"listening beyond loopback: {exposed}"
+        assert {c.pid for c in listening} & {int(w) for w in worker_pids}  # the workers' own sockets were seen
         # No dashboard: Ray runs its dashboard head headless (--minimal --disable-frontend, only to send usage
         # statistics) and the dashboard agent minimal; neither listens, not even on 127.0.0.1.
         assert not [c for c in listening if c.laddr.port in (8265, 52365)]
-        heads = [p for p in ours if any(a.endswith("dashboard.py") for a in p.cmdline())]
-        assert all({"--minimal", "--disable-frontend"} <= set(p.cmdline()) for p in heads)
+        heads = [p for p in ours.values() if any(a.endswith("dashboard.py") for a in p["cmdline"])]
+        assert all({"--minimal", "--disable-frontend"} <= set(p["cmdline"]) for p in heads)
         # ... and its usage statistics are off (sweeps.cluster sets RAY_USAGE_STATS_ENABLED=0 for the Ray it starts).
-        assert heads and all(p.environ().get("RAY_USAGE_STATS_ENABLED") == "0" for p in heads)
+        assert heads and all(p["environ"].get("RAY_USAGE_STATS_ENABLED") == "0" for p in heads)
     finally:
         driver.stdin.close()
         driver.wait(60)
     # Ray stopped with its driver: none of its processes is left.
-    wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in ours[1:]), EXIT_TIMEOUT_S,
-             "the sweep's Ray processes to exit", every=0.5)
+    rest = [p["process"] for pid, p in ours.items() if pid != driver.pid]
+    wait_for(lambda: not any(map(_alive, rest)), EXIT_TIMEOUT_S, "the sweep's Ray processes to exit", every=0.5)
 
 
 # -- static checks of our own sources ---------------------------------------------------------------
 
 SOURCES = ("study", "sweeps", "analysis")
 
-# (file, call) -> why it is safe. Outside our sources and not listed here: torchvision's CIFAR loader
-# unpickles the CIFAR batches under --data-root (the user's data set, never the results directory), and
-# Ray itself pickles task arguments and results between its processes (on 127.0.0.1, see above).
-ALLOWED = {
-    ("sweeps/runner.py", "cloudpickle.load"): "the error of a failed Tune trial, which the sweep driver itself "
-    "wrote into its private temporary directory (tempfile.mkdtemp, mode 0700, removed after each chunk); "
-    "never a file of the results directory",
-}
+# (file, call) -> why it is safe; none today. Outside our sources: torchvision's CIFAR loader unpickles the
+# CIFAR batches under --data-root (the user's data set, never the results directory), and Ray itself
+# pickles task arguments, results and a failed trial's error (in the driver's private temporary directory,
+# read back through Tune's public ResultGrid) between its processes (on 127.0.0.1, see above).
+ALLOWED: dict[tuple[str, str], str] = {}
 
 UNPICKLERS = {"pickle.load", "pickle.loads", "cloudpickle.load", "cloudpickle.loads", "dill.load", "dill.loads",
               "joblib.load", "marshal.load", "marshal.loads", "shelve.open", "pd.read_pickle",

@@ -8,51 +8,28 @@ nodes have one CPU, so two concurrent trials run one on each node.
 
 from __future__ import annotations
 
-import logging
-import os
+import contextlib
 from pathlib import Path
 
 import pytest
-from sweep_helpers import LOOPBACK
+from ray_cluster import two_node_cluster
 
 HERE = Path(__file__).parent
 _state: dict = {}
 
 
 def _start():
-    import ray
-    from ray._private import ray_constants
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():  # someone else's Ray (another package's tests): not ours to share
-        ray.shutdown()
-    _state["previous"] = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ.update(LOOPBACK)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    small = {"num_cpus": 1, "object_store_memory": 128 * 2 ** 20}
-    cluster = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
-    _state["cluster"] = cluster
-    cluster.add_node(**small)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level=logging.WARNING)
-    return cluster
+    stack = contextlib.ExitStack()
+    _state["stack"] = stack
+    _state["cluster"] = stack.enter_context(two_node_cluster(object_store_mib=128))
+    return _state["cluster"]
 
 
 def _stop() -> None:
-    cluster = _state.pop("cluster", None)
-    if cluster is None:
-        return
-    import ray
-    from ray._private import ray_constants
-
-    ray.shutdown()
-    cluster.shutdown()
-    ray_constants.ENABLE_RAY_CLUSTER = True
-    previous = _state.pop("previous", None)
-    if previous is None:
-        os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-    else:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = previous
+    _state.pop("cluster", None)
+    stack = _state.pop("stack", None)
+    if stack is not None:
+        stack.close()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray's single-machine mode: servers on 127.0.0.1
+from ray_cluster import LOOPBACK
 
 
 def sweep_args(*argv: str) -> argparse.Namespace:

@@ -50,18 +50,44 @@ def test_gpu_fraction_runs_on_cuda_with_that_resource_share(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_a_dead_address_fails_fast_with_one_line(tmp_path):
+def test_a_dead_address_fails_with_one_line(tmp_path):
     out = tmp_path / "res"
-    start = time.perf_counter()
-    proc = run_cli("smoke", "--out", str(out), "--address", f"127.0.0.1:{free_port()}", timeout=60)
+    proc = run_cli("smoke", "--out", str(out), "--address", f"127.0.0.1:{free_port()}", timeout=300)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster answers" in lines[0] and "Traceback" not in proc.stderr
-    assert time.perf_counter() - start < 30 and not out.exists()
-    # auto resolves through RAY_ADDRESS: the same bounded refusal
-    proc = run_cli("smoke", "--out", str(out), "--address", "auto", timeout=60,
+    assert not out.exists()
+    # auto resolves through RAY_ADDRESS: the same refusal
+    proc = run_cli("smoke", "--out", str(out), "--address", "auto", timeout=300,
                    env={"RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
     assert proc.returncode == 2 and "no Ray cluster answers" in proc.stderr and not out.exists()
+
+
+def test_the_address_check_is_one_connection_attempt_bounded_by_the_timeout(monkeypatch):
+    """What makes the refusal fast is ours: at most two connects (the address Ray resolves 127.0.0.1 to, then
+    127.0.0.1 itself), each bounded by CONNECT_TIMEOUT_S, and Ray is never asked to join. Nothing is sent:
+    the connection is a stand-in."""
+    import ray
+
+    from study.config import ConfigError
+    from sweeps import cluster
+
+    attempts = []
+
+    def never_answers(address, timeout=None):
+        attempts.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    def no_join(*args, **kwargs):
+        raise AssertionError("ray.init was called for a dead address")
+
+    monkeypatch.setattr(cluster.socket, "create_connection", never_answers)
+    monkeypatch.setattr(ray, "init", no_join)
+    with pytest.raises(ConfigError, match="no Ray cluster answers there.*TimeoutError"):
+        cluster.resolve_address("127.0.0.1:6379")
+    assert 1 <= len(attempts) <= 2 and attempts[-1] == (("127.0.0.1", 6379), cluster.CONNECT_TIMEOUT_S)
+    assert all(port == 6379 and timeout == cluster.CONNECT_TIMEOUT_S for (_, port), timeout in attempts)
+    assert 0 < cluster.CONNECT_TIMEOUT_S <= 10
 
 
 def test_stale_hidden_temp_files_are_cleaned_and_fresh_ones_kept(tmp_path):
