@@ -16,7 +16,7 @@ Standardization (`standardize`):
 
 from __future__ import annotations
 
-import functools
+import collections
 import gzip
 import os
 import shutil
@@ -170,12 +170,34 @@ def check_sizes(cfg: TrialConfig) -> None:
                               f"use {split} <= {available}")
 
 
-@functools.lru_cache(maxsize=8)
+RAW_CACHE_BYTES, RAW_CACHE_ENTRIES = 1024 ** 3, 8  # load_raw's cache holds at most this much, and this many
+_RAW: dict[tuple, tuple] = {}  # (load_raw's arguments) -> its value, least recently used first
+
+
+def trim_raw_cache(max_bytes: int = RAW_CACHE_BYTES, max_entries: int = RAW_CACHE_ENTRIES) -> None:
+    """Drop load_raw's least recently used data sets beyond max_entries or max_bytes (the latest one stays)."""
+    while len(_RAW) > 1 and (len(_RAW) > max_entries or sum(a.nbytes for v in _RAW.values() for a in v) > max_bytes):
+        _RAW.pop(next(iter(_RAW)))
+
+
 def load_raw(name: str, data_root: str | None = None, synthetic_dim: int = 32,
              download: bool = True, synthetic_n: int = 20000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Whole splits as numpy: x float32 [N, C, H, W] (or [N, d] for synthetic) in [0, 1], y int64.
 
-    Cached per process, so a worker that runs many trials reads each data set once."""
+    Cached per process (bounded: trim_raw_cache), so a worker that runs many trials reads each data set
+    once. Callers must not write to the arrays. `load_raw.cache_clear()` empties the cache."""
+    key = (name, data_root, synthetic_dim, download, synthetic_n)
+    value = _RAW.pop(key, None)
+    _RAW[key] = value if value is not None else _load_raw(*key)
+    trim_raw_cache()
+    return _RAW[key]
+
+
+load_raw.cache_clear = _RAW.clear  # type: ignore[attr-defined]
+
+
+def _load_raw(name: str, data_root: str | None, synthetic_dim: int, download: bool,
+              synthetic_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     if name == "synthetic":
         return _synthetic(synthetic_dim, max(synthetic_n, 20000))
     if name == "digits":

@@ -21,9 +21,9 @@ study.measures.jacobian, without gradients.
 The teacher is the trial `teacher_config(cfg)`: the same config with regularizer="none" (and the
 regularizer fields at their defaults), so it trains on the very same data (the data depend only on
 fields the two share) from the same initialization, with the same train(). It is trained once per
-process and trial id (in-process cache) and, if the environment variable SENSITIVITY_TEACHER_CACHE
-names a directory, saved there as <teacher trial_id>.pt (torch.save of the state dict, read back with
-torch.load(weights_only=True)). Neither the cache nor its location enters any trial id. A teacher
+process and trial id (an in-process cache of the last few, trim_teacher_cache) and, if the environment
+variable SENSITIVITY_TEACHER_CACHE names a directory, saved there as <teacher trial_id>.pt (torch.save
+of the state dict, read back with torch.load(weights_only=True)). Neither the cache nor its location enters any trial id. A teacher
 that diverges fails the student's trial; one that does not reach its target accuracy is still used.
 The student's time.train_s excludes the teacher's training.
 """
@@ -42,7 +42,16 @@ from study.regularizers.base import (Regularizer, forward_with_input_grad, outpu
                                      target_outputs)
 
 TEACHER_CACHE_ENV = "SENSITIVITY_TEACHER_CACHE"
-_TEACHERS: dict[str, dict[str, torch.Tensor]] = {}  # teacher trial_id -> CPU state dict
+_TEACHERS: dict[str, dict[str, torch.Tensor]] = {}  # teacher trial_id -> CPU state dict, least recent first
+TEACHER_CACHE_ENTRIES, TEACHER_CACHE_BYTES = 4, 256 * 1024 ** 2  # bounds of the in-process cache
+
+
+def trim_teacher_cache(max_entries: int = TEACHER_CACHE_ENTRIES, max_bytes: int = TEACHER_CACHE_BYTES) -> None:
+    """Forget the least recently used teachers beyond max_entries or max_bytes (a forgotten teacher is
+    read from the disk cache or trained again: the same weights)."""
+    size = lambda: sum(t.nbytes for state in _TEACHERS.values() for t in state.values())  # noqa: E731
+    while _TEACHERS and (len(_TEACHERS) > max_entries or size() > max_bytes):
+        _TEACHERS.pop(next(iter(_TEACHERS)))
 
 
 def teacher_config(cfg: TrialConfig) -> TrialConfig:
@@ -67,7 +76,7 @@ def load_or_train_teacher(cfg: TrialConfig, data) -> torch.nn.Module:
     tcfg = teacher_config(cfg)
     key = tcfg.trial_id
     teacher = build_model(tcfg, data.n_features, data.n_classes, data.x_train.device)
-    state = _TEACHERS.get(key)
+    state = _TEACHERS.pop(key, None)
     path = _disk_path(key)
     if state is None and path is not None and os.path.exists(path):
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -81,6 +90,7 @@ def load_or_train_teacher(cfg: TrialConfig, data) -> torch.nn.Module:
     else:
         teacher.load_state_dict(state)
     _TEACHERS[key] = state
+    trim_teacher_cache()
     teacher.eval()
     teacher.requires_grad_(False)
     return teacher
