@@ -143,8 +143,6 @@ def estimate_terms(cfg: TrialConfig, chunk_size: int = 1024) -> dict[str, int]:
     train = {k: 4 * v for k, v in _training_terms(cfg, d, c, n, params).items()}
     measures = _measure_terms(cfg, d, c, chunk_size)
     terms = {"overhead": 32 * 2 ** 20, "data": 4 * 2 * (cfg.n_train + cfg.n_test) * d, **train}
-    if cfg.dataset == "synthetic":  # load_raw generates both splits in float64 before the cast
-        terms["data"] += 2 * 8 * max(cfg.n_train, cfg.n_test, 20000) * d
     best = max(measures, key=measures.get)
     terms["measures"] = measures[best]
     return terms

@@ -142,14 +142,15 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             **({"source": plan.source} if plan.source else {})}
 
 
-def summary(plan: Plan, report: RunReport, counts: dict, seconds: float) -> str:
+def summary(plan: Plan, report: RunReport, counts: dict, seconds: float, out_of_memory: int = 0) -> str:
     n = len(plan.sample.trials)
     ran = sum(c.trials for c in report.chunks)
     by_status = ", ".join(f"{s} {counts[s]}" for s in STATUS_ORDER if counts.get(s)) or "none"
     others = ", ".join(f"{s} {c}" for s, c in counts.items() if s not in STATUS_ORDER)
     lines = [f"sweep {plan.sample.sweep_id} ({plan.preset}, N={plan.sample.requested}, seed {plan.seed}): "
              f"{sum(counts.values())} of {n} trials recorded under {plan.settings.out}",
-             f"  by status: {by_status}" + (f", {others}" if others else ""),
+             f"  by status: {by_status}" + (f", {others}" if others else "")
+             + (f"; {out_of_memory} of the errors out of memory" if out_of_memory else ""),
              f"  this launch: {ran} trials run, {report.skipped} already recorded; wall time {seconds:.1f} s, "
              f"{ran / seconds * 3600 if seconds > 0 else 0:.0f} trials/hour"]
     if report.missing:
@@ -184,16 +185,18 @@ def sweep(args: argparse.Namespace, log=print) -> tuple[Plan, RunReport, dict]:
             log(f"interrupted: {len(_recorded(plan))} of {len(plan.sample.trials)} trials recorded; "
                 "run the same command again to run the rest")
             raise
-    counts = dict(output.status_counts(plan.settings.out, _recorded(plan)))
+    by_status, out_of_memory = output.record_counts(plan.settings.out, _recorded(plan))
+    counts = dict(by_status)
     seconds = time.perf_counter() - start
     meta.update({"ended_at": dt.datetime.now(dt.timezone.utc).isoformat(), "status_counts": counts,
-                 "ran": sum(c.trials for c in report.chunks), "skipped": report.skipped, "missing": report.missing,
+                 "out_of_memory": out_of_memory, "ran": sum(c.trials for c in report.chunks),
+                 "skipped": report.skipped, "missing": report.missing,
                  "wall_s": seconds})
     try:
         output.write_json_atomic(plan.settings.out, relative, meta)
     except OSError as exc:  # e.g. the disk filled up: the records are the source of truth, report them anyway
         log(f"warning: could not update {relative}: {exc}")
-    log(summary(plan, report, counts, seconds))
+    log(summary(plan, report, counts, seconds, out_of_memory))
     return plan, report, counts
 
 

@@ -117,11 +117,12 @@ def _slots(resources: dict[str, float], settings: RunSettings) -> int:
 
 
 def check_resources(trials: list[PlannedTrial], settings: RunSettings, joined: bool) -> list[str]:
-    """ConfigError unless some node can run a trial and every config fits a trial's share of memory.
+    """ConfigError unless some node can run a trial and every config fits what a trial may reserve.
 
-    The share is a node's memory (Ray's `memory` resource) over the trials it runs at once, the
-    smallest over the nodes that can run one; on GPUs it is the driver's GPU memory times
-    --gpus-per-trial (checked only when the driver sees a GPU). Returns notes to print."""
+    On the CPU a trial reserves its estimated memory as Ray's `memory` resource (sweeps.memory), so Ray
+    runs on a node only as many as fit; a config must fit the largest node's memory. On GPUs it must fit
+    the driver's free GPU memory times --gpus-per-trial (checked only when the driver sees a GPU).
+    Returns notes to print."""
     import ray
 
     notes = []
@@ -141,21 +142,19 @@ def check_resources(trials: list[PlannedTrial], settings: RunSettings, joined: b
             notes.append("note: the driver sees no GPU; trial memory is checked on the workers")
             return notes
         free, _ = torch.cuda.mem_get_info()
-        share, where = int(free * 0.9 * min(1.0, settings.gpus_per_trial)), "GPU"
+        have, where = int(free * 0.9 * min(1.0, settings.gpus_per_trial)), "a trial's share of GPU memory"
     else:
-        share = int(min(r.get("memory", 0.0) / _slots(r, settings) for r in capable) * 0.8)
-        where = "node memory"
+        have, where = int(max(r.get("memory", 0.0) for r in capable)), "the memory of any node"
     import torch
 
     device = torch.device(settings.device)
     failing = []
     for planned in trials:
         try:
-            check_memory(planned.config, device, available=share)
+            check_memory(planned.config, device, available=have)
         except ResourceError as exc:
             failing.append(str(exc))
     if failing:
-        raise ConfigError(f"{len(failing)} of {len(trials)} sampled configs do not fit a trial's share of "
-                          f"{where} ({share / GIB:.2f} GiB), e.g. {failing[0]}; or run fewer trials at once "
-                          "(--max-concurrent, --cpus-per-trial)")
+        raise ConfigError(f"{len(failing)} of {len(trials)} sampled configs do not fit {where} "
+                          f"({have / GIB:.2f} GiB), e.g. {failing[0]}")
     return notes

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study.records import TABLES, resolve, write_atomic
+from sweeps.memory import OOM_PREFIX
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
 
@@ -55,18 +56,27 @@ def write_json_atomic(location: str, relative: str, payload: dict[str, Any]) -> 
     return write_atomic(location, relative, lambda sink: sink.write(data))
 
 
-def status_counts(location: str, trial_ids: Iterable[str]) -> Counter:
-    """Trials by status, read from their Parquet rows (not from Tune's state); "unreadable" for a file that is not.
+def record_counts(location: str, trial_ids: Iterable[str]) -> tuple[Counter, int]:
+    """(trials by status, how many of the error rows say "out of memory"), read from their Parquet rows
+    (not from Tune's state); status "unreadable" for a file that is not.
 
     File by file (threads for object stores): a pyarrow dataset over N files holds ~0.2 MiB per file."""
     fs, root = resolve(location)
 
-    def statuses(trial_id: str) -> list:
+    def read(trial_id: str) -> list[tuple[str, bool]]:
         try:
             path = f"{root.rstrip('/')}/trials/{trial_id}.parquet"
-            return pq.read_table(path, columns=["status"], filesystem=fs).column("status").to_pylist()
+            table = pq.read_table(path, columns=["status", "error"], filesystem=fs)
         except (OSError, pa.ArrowException, ValueError):
-            return ["unreadable"]
+            return [("unreadable", False)]
+        return [(status, status == "error" and str(error or "").startswith(OOM_PREFIX))
+                for status, error in zip(table.column("status").to_pylist(), table.column("error").to_pylist())]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        return Counter(status for found in pool.map(statuses, trial_ids) for status in found)
+        rows = [row for found in pool.map(read, trial_ids) for row in found]
+    return Counter(status for status, _ in rows), sum(oom for _, oom in rows)
+
+
+def status_counts(location: str, trial_ids: Iterable[str]) -> Counter:
+    """Trials by status (record_counts)."""
+    return record_counts(location, trial_ids)[0]

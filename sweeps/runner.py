@@ -5,7 +5,8 @@ and in its experiment state, so the pending trials run as a sequence of experime
 trials. Before each chunk the driver lists the records already in the output (the source of truth),
 so nothing is run twice after a restart, whichever chunk it died in.
 
-Each Tune trial runs `sweeps.worker.trainable` on an actor with {"cpu": C, "gpu": G}; actors are
+Each Tune trial runs `sweeps.worker.trainable` on an actor with {"CPU": C, "GPU": G, "memory": its
+estimate (sweeps.memory)}; one stopped for outgrowing it runs again once with what it needed. Actors are
 reused across the trials of a chunk (reuse_actors=True) and keep their data-set cache. A trial whose
 worker dies is retried (FailureConfig(max_failures)); when Tune gives up, the driver writes the error row
 from the chunk's ResultGrid. Tune runs silent; sweeps.progress draws the progress table from a callback.
@@ -33,8 +34,10 @@ from typing import Any, Iterator
 import psutil
 
 from study.records import completed_trial_ids, unreadable_records
+from sweeps.memory import GB, OOM_STATUS, RETRY_MARGIN, killed_for_memory, out_of_memory, reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
+from sweeps.units import chunks as make_chunks, items, unit_id, units
 from sweeps.worker import trainable, write_error
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
@@ -103,7 +106,13 @@ def _error_line(error: BaseException | None) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
 
 
-def _write_error_rows(results, settings: RunSettings) -> int:
+def _item_of(result, by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The item a Tune result ran: from its config, else by its directory, which is named by the item's id."""
+    item = (result.config or {}).get("item")
+    return item if item else by_id.get(os.path.basename(str(result.path).rstrip("/")), {})
+
+
+def _write_error_rows(results, settings: RunSettings, by_id: dict[str, dict[str, Any]]) -> int:
     """Error rows for the Tune trials that Tune gave up on (every attempt failed); returns how many were
     written. A row that cannot be written is reported and its trial stays pending for a rerun."""
     written = 0
@@ -111,7 +120,10 @@ def _write_error_rows(results, settings: RunSettings) -> int:
         if result.error is None:
             continue
         message = f"failed {settings.max_failures + 1} attempts; last: {_error_line(result.error)}"
-        item = (result.config or {}).get("item") or {}
+        oom = killed_for_memory(str(result.error))
+        if oom:  # Ray's memory monitor killed the worker: say so first
+            message = f"{oom}; {message}"
+        item = _item_of(result, by_id)
         for member in item.get("pack", [item] if item else []):
             try:
                 written += write_error(settings.out, member, message)
@@ -132,76 +144,110 @@ def _tune_environment() -> Iterator[None]:
                 os.environ.pop(key, None)
 
 
-def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
-    return {"id": t.trial_id, "cfg": t.config.canonical(), "pair_id": t.pair_id, "pair_factor": t.pair_factor,
-            "sweep_id": sweep}
+@dataclass
+class ChunkOutcome:
+    errors_written: int = 0  # error rows the driver wrote
+    out_of_memory: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (item, peak bytes) stopped
+    failed: str | None = None  # Tune itself stopped the chunk (this text), its unrecorded trials not run
 
 
-def _items(chunk: list[list[PlannedTrial]], sweep: str) -> list[dict[str, Any]]:
-    """One Tune trial per unit: a study trial, or a pack {id, pack: [its trials], n, cfg: each field's values
-    joined by '/', for the progress table}."""
-    items = []
-    for unit in chunk:
-        if len(unit) == 1:
-            items.append(_item(unit[0], sweep))
-            continue
-        configs = [t.config.canonical() for t in unit]
-        shown = {k: "/".join(map(str, dict.fromkeys(c[k] for c in configs))) for k in configs[0]}  # the table's cells
-        items.append({"id": f"pack{len(unit)}-{unit[0].trial_id}", "pack": [_item(t, sweep) for t in unit],
-                      "n": len(unit), "cfg": shown})
-    return items
+def _resources(settings: RunSettings):
+    """Per Tune trial: the settings' CPUs and GPUs, and the memory its item reserves (sweeps.memory), at most
+    the largest node's (the sweep refused configs whose estimate exceeds it; the ladder may round above)."""
+    from ray import tune
+
+    cpu, gpu, cap = settings.resources["cpu"], settings.resources["gpu"], _largest_node_memory() or float("inf")
+    return lambda config: tune.PlacementGroupFactory(
+        [{"CPU": cpu, "GPU": gpu, "memory": min(float(config["item"]["memory"]), cap)}])
 
 
-def units(pending: list[PlannedTrial], pack: int) -> list[list[PlannedTrial]]:
-    """What each Tune trial runs: one planned trial, or (pack >= 2) a pack of compatible ones."""
-    if pack < 2:
-        return [[t] for t in pending]
-    from study.packed import group_into_packs
-
-    by_id = {t.trial_id: t for t in pending}
-    return [[by_id[c.trial_id] for c in group] for group in group_into_packs([t.config for t in pending], pack)]
-
-
-def _chunks(work: list[list[PlannedTrial]], size: int) -> list[list[list[PlannedTrial]]]:
-    """Consecutive units, at most `size` study trials a chunk (a bigger pack gets a chunk of its own)."""
-    chunks: list[list[list[PlannedTrial]]] = []
-    count = size
-    for unit in work:
-        if count + len(unit) > size:
-            chunks.append([])
-            count = 0
-        chunks[-1].append(unit)
-        count += len(unit)
-    return chunks
-
-
-def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int) -> int:
-    """One bounded Tune experiment over `chunk` (units: a trial or a pack); returns the number of error
-    rows the driver wrote."""
+def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
+              memory: dict[str, int] | None = None, log=print) -> ChunkOutcome:
+    """One bounded Tune experiment over `chunk` (units: a trial or a pack), each unit reserving its
+    estimated memory or `memory[unit id]`."""
     from ray import tune
 
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
            "data_root": settings.data_root}
     callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
+    outcome = ChunkOutcome()
+    # Trials of one reservation in a row: Tune reuses an actor only for the same resource shape.
+    chunk_items = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: item["memory"])
+    by_id = {item["id"]: item for item in chunk_items}
     storage = tempfile.mkdtemp(prefix="sensitivity-tune-")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
     try:
         with _tune_environment():
             tuner = tune.Tuner(
-                tune.with_resources(trainable, settings.resources),
-                param_space={"item": tune.grid_search(_items(chunk, settings.sweep_id)), "run": run},
+                tune.with_resources(trainable, _resources(settings)),
+                param_space={"item": tune.grid_search(chunk_items), "run": run},
                 tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
                                             trial_name_creator=lambda t: t.config["item"]["id"],
                                             trial_dirname_creator=lambda t: t.config["item"]["id"]),
                 run_config=tune.RunConfig(name=f"sweep-{settings.sweep_id}-chunk{index}", storage_path=storage,
                                           verbose=0, callbacks=callbacks,
                                           failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
-            results = tuner.fit()
-        written = _write_error_rows(results, settings)
+            try:
+                results = tuner.fit()
+            except Exception as exc:  # Tune's controller gave up (e.g. a worker killed while starting): not the sweep
+                outcome.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+                log(f"warning: Tune stopped chunk {index + 1}: {outcome.failed[:300]}")
+                return outcome
+        outcome.errors_written = _write_error_rows(results, settings, by_id)
+        outcome.out_of_memory = [(_item_of(r, by_id), int(r.metrics.get("oom_bytes", 0))) for r in results
+                                 if r.error is None and (r.metrics or {}).get("status") == OOM_STATUS]
         del tuner, results
     finally:
         shutil.rmtree(storage, ignore_errors=True)
-    return written
+    return outcome
+
+
+def _largest_node_memory() -> float:
+    import ray
+
+    return max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+
+
+def _out_of_memory(outcome: ChunkOutcome, chunk: list[list[PlannedTrial]], retried: set[str],
+                   settings: RunSettings) -> tuple[list[list[PlannedTrial]], dict[str, int], int]:
+    """The stopped units to run again, once, each reserving RETRY_MARGIN times its peak; the others (a
+    second overrun, or more than any node has) get error rows. Returns (units, their memory, rows written)."""
+    by_id = {unit_id(unit): unit for unit in chunk}
+    again, memory, written = [], {}, 0
+    largest = _largest_node_memory()
+    for item, peak in outcome.out_of_memory:
+        need = reservation(int(RETRY_MARGIN * max(peak, item["memory"])))
+        if item["id"] not in retried and need <= largest:
+            again.append(by_id[item["id"]])
+            memory[item["id"]] = need
+            continue
+        why = ("again, after a retry that reserved " if item["id"] in retried else "reserved ") + \
+            f"{item['memory'] / GB:.1f} GB" + ("" if need <= largest else
+                                                 f"; needs about {need / GB:.1f} GB, more than any node has")
+        for member in item.get("pack", [item]):
+            written += write_error(settings.out, member, out_of_memory(peak, why))
+    return again, memory, written
+
+
+def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log) -> tuple[int, int]:
+    """run_chunk, then once more for the units stopped for memory (with what they were seen to need) and,
+    if Tune itself stopped the chunk, once more for its unrecorded units. Returns (error rows, retried)."""
+    outcome = run_chunk(chunk, settings, index, log=log)
+    errors, retried = outcome.errors_written, 0
+    if outcome.failed:
+        done = completed_trial_ids(settings.out)
+        rest = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
+        if rest:
+            outcome = run_chunk(rest, settings, index, log=log)
+            errors += outcome.errors_written
+    again, memory, written = _out_of_memory(outcome, chunk, set(), settings)
+    errors += written
+    if again:
+        retried = len(again)
+        outcome = run_chunk(again, settings, index, memory=memory, log=log)
+        _, _, written = _out_of_memory(outcome, again, {unit_id(u) for u in again}, settings)
+        errors += outcome.errors_written + written
+    return errors, retried
 
 
 def _rss_mib() -> tuple[float, float]:
@@ -224,7 +270,7 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         done -= set(broken)
     report.skipped = len(done)
     pending = [t for t in trials if t.trial_id not in done]
-    chunks = _chunks(units(pending, settings.pack), settings.chunk_size)
+    chunks = make_chunks(units(pending, settings.pack), settings.chunk_size)
     n_chunks = len(chunks)
     for index, chunk in enumerate(chunks):
         if index:  # another launch may be working on the same output: recheck
@@ -233,7 +279,7 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         if not chunk:
             continue
         start = time.perf_counter()
-        errors = run_chunk(chunk, settings, index)
+        errors, stopped = _run_with_retries(chunk, settings, index, log)
         gc.collect()
         rss, peak = _rss_mib()
         stats = ChunkStats(sum(len(unit) for unit in chunk), time.perf_counter() - start, rss, peak, errors)
@@ -241,6 +287,7 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         packs = sum(len(unit) > 1 for unit in chunk)
         log(f"chunk {index + 1}/{n_chunks}: {stats.trials} trials" + (f" ({packs} packs)" if packs else "")
             + f" in {stats.seconds:.1f} s"
+            + (f", {stopped} stopped for memory and retried" if stopped else "")
             + (f", {errors} given up (error rows)" if errors else "")
             + f"; driver RSS {rss:.0f} MiB (peak {peak:.0f} MiB)")
     report.missing = len(wanted - completed_trial_ids(settings.out))

@@ -10,6 +10,7 @@ cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -21,6 +22,8 @@ import pyarrow.fs as pafs
 
 from study.config import TrialConfig
 from study.records import SCHEMA_VERSION, hp_record, resolve, write_trial
+from study.resources import release_memory
+from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory
 
 
 def node_id() -> str:
@@ -86,22 +89,35 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     return pack_metrics([r.record for r in results])
 
 
-def trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id} or
-    {id, pack: [items], n}, "run": {...}}."""
-    from ray import tune
-
+def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Train, measure and write one study trial or pack; what the progress table shows of it."""
     from study.trial import run_trial
 
-    item, run = config["item"], config["run"]
     if "pack" in item:
-        tune.report(_train_pack(item, run))
-        return
+        return _train_pack(item, run)
     cfg = TrialConfig(**item["cfg"])
     result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
     result.record.update(labels(item))
     result.write(run["out"])
-    tune.report(metrics(result.record))
+    return metrics(result.record)
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id, memory} or
+    {id, pack: [items], n, memory}, "run": {...}}. A trial that grows past SLACK times its memory
+    reservation is stopped and reports status "oom" with the peak it reached (sweeps.memory), no record.
+    After each trial the worker gives back the memory it left (study.resources.release_memory)."""
+    from ray import tune
+
+    item, run = config["item"], config["run"]
+    guard = MemoryGuard(int(SLACK * item["memory"])) if item.get("memory") else None
+    try:
+        with guard if guard is not None else contextlib.nullcontext():
+            shown = _run(item, run)
+    except TrialOutOfMemory:
+        shown = {"status": OOM_STATUS, "oom_bytes": guard.peak, "loc": location()}
+    release_memory()  # the actor lives on for the next trial: hand back what this one left
+    tune.report(shown)
 
 
 def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def test_a_config_bigger_than_the_trial_memory_is_refused_by_trial(tmp_path, cap
 def test_a_config_bigger_than_the_trial_memory_is_refused_by_sweep(cluster, tmp_path, capsys):
     out = tmp_path / "res"
     line = refused_line(capsys, ["sweep", "smoke", "--out", str(out), "--set", "width=65536", "--set", "depth=65"])
-    assert "do not fit a trial's share of node memory" in line and "width=65536, depth=65" in line, line
+    assert "do not fit the memory of any node" in line and "width=65536, depth=65" in line, line
     assert listing(tmp_path) == []
 
 

@@ -10,7 +10,7 @@ from study.cli import main
 from sweep_helpers import records, sweep_args
 from sweeps.cli import sweep
 from sweeps.presets import SMOKE
-from sweeps.runner import _chunks, units
+from sweeps.units import chunks as _chunks, units
 from sweeps.sampling import parse_overrides, sample
 
 # Pinning the architecture and optimizer leaves seed, init_scale and random_labels drawn: all free in a pack.

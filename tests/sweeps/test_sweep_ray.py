@@ -122,7 +122,7 @@ def test_configs_that_do_not_fit_a_trials_memory_share_are_refused_up_front(ray_
     out = tmp_path / "out"
     assert main(["sweep", "smoke", "--out", str(out), "--set", "width=200000", "--set", "depth=3"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "do not fit a trial's share of node memory" in line and "width=200000" in line
+    assert "do not fit the memory of any node" in line and "width=200000" in line
     assert not out.exists()
 
 

@@ -6,9 +6,11 @@ directory holds rules.json, every attempt of a trial (or a pack) first writes st
 ({"pid", "node"}) and then, if the rules say "hold", takes the next ticket: the first `free` attempts go on,
 the others wait until the test writes `release` (or removes the rules). A crash rule makes an attempt kill
 its own process after training and measuring, just before it writes its record (the worst moment): "once"
-(the first attempt; crashed/<trial_id> keeps its pid) or "always".
+(the first attempt; crashed/<trial_id> keeps its pid) or "always". A balloon rule makes an attempt, before
+it trains, allocate (and touch) memory 32 MiB at a time, every 10 ms, up to BALLOON_CAP and hold it up to
+BALLOON_HOLD_S: a trial that grows past any budget ("once": its first attempt; "always").
 
-Test side (`Faults`): hold(free), crash(trial_id, how), started(), release(), clear().
+Test side (`Faults`): hold(free), crash(trial_id, how), balloon(trial_id, how), started(), release(), clear().
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 ENV = "SWEEP_FAULTS_DIR"
 POLL_S = 0.05
+BALLOON_STEP, BALLOON_CAP, BALLOON_HOLD_S = 32 << 20, 4 << 30, 30.0
 
 
 def _root() -> Path:
@@ -72,6 +75,16 @@ def _gate(trial_ids: list[str]) -> None:
         time.sleep(POLL_S)
 
 
+def _maybe_balloon(trial_id: str) -> None:
+    how = ((_rules() or {}).get("balloon") or {}).get(trial_id)
+    if how == "always" or (how == "once" and _create(_root() / "ballooned" / trial_id, str(os.getpid()))):
+        held, deadline = [], time.monotonic() + BALLOON_HOLD_S
+        while time.monotonic() < deadline:
+            if len(held) * BALLOON_STEP < BALLOON_CAP:
+                held.append(b"\x01" * BALLOON_STEP)  # written, so resident
+            time.sleep(0.01)
+
+
 def _maybe_crash(trial_id: str) -> None:
     how = ((_rules() or {}).get("crash") or {}).get(trial_id)
     if how == "always" or (how == "once" and _create(_root() / "crashed" / trial_id, str(os.getpid()))):
@@ -87,6 +100,7 @@ def install() -> None:
 
     def gated_run_trial(cfg, *args, **kwargs):
         _gate([cfg.trial_id])
+        _maybe_balloon(cfg.trial_id)
         return run_trial(cfg, *args, **kwargs)
 
     def gated_run_packed(cfgs, *args, **kwargs):
@@ -130,6 +144,12 @@ class Faults:
         crash[trial_id] = how
         self._update(crash=crash)
 
+    def balloon(self, trial_id: str, how: str) -> None:
+        """Attempts of `trial_id` grow without bound before training: 'once' (the first) or 'always'."""
+        balloon = dict((_read(self.root / "rules.json") or {}).get("balloon") or {})
+        balloon[trial_id] = how
+        self._update(balloon=balloon)
+
     def release(self) -> None:
         (self.root / "release").touch()
 
@@ -151,7 +171,7 @@ class Faults:
         """No rules (held attempts go on), no markers."""
         for name in ("rules.json", "release"):
             (self.root / name).unlink(missing_ok=True)
-        for folder in ("started", "tickets", "crashed"):
+        for folder in ("started", "tickets", "crashed", "ballooned"):
             for path in (self.root / folder).glob("*") if (self.root / folder).is_dir() else []:
                 path.unlink(missing_ok=True)
 
