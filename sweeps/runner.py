@@ -25,7 +25,6 @@ import logging
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,11 +33,12 @@ from typing import Any, Iterator
 import psutil
 
 from study.records import completed_trial_ids, unreadable_records
-from sweeps.memory import GB, OOM_STATUS, RETRY_MARGIN, killed_for_memory, out_of_memory, reservation
+from sweeps.failures import item_of, largest_node_memory, plan_retries, write_error_rows
+from sweeps.memory import OOM_STATUS
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
 from sweeps.units import chunks as make_chunks, items, unit_id, units
-from sweeps.worker import trainable, write_error
+from sweeps.worker import trainable
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
 # records replace Tune's per-trial logs (CSV/JSON/TensorBoard); Ctrl-C stops the sweep at once (Tune's own
@@ -94,44 +94,6 @@ class RunReport:
 
 # -- Tune -------------------------------------------------------------------------------------
 
-def _error_line(error: BaseException | None) -> str:
-    """One line saying why the last attempt of a Tune trial failed (the trainable's own exception, when a
-    RayTaskError wraps it)."""
-    cause = getattr(error, "cause", None)
-    if isinstance(cause, BaseException):
-        error = cause
-    if error is None:
-        return "worker failed"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
-
-
-def _item_of(result, by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The item a Tune result ran: from its config, else by its directory, which is named by the item's id."""
-    item = (result.config or {}).get("item")
-    return item if item else by_id.get(os.path.basename(str(result.path).rstrip("/")), {})
-
-
-def _write_error_rows(results, settings: RunSettings, by_id: dict[str, dict[str, Any]]) -> int:
-    """Error rows for the Tune trials that Tune gave up on (every attempt failed); returns how many were
-    written. A row that cannot be written is reported and its trial stays pending for a rerun."""
-    written = 0
-    for result in results:
-        if result.error is None:
-            continue
-        message = f"failed {settings.max_failures + 1} attempts; last: {_error_line(result.error)}"
-        oom = killed_for_memory(str(result.error))
-        if oom:  # Ray's memory monitor killed the worker: say so first
-            message = f"{oom}; {message}"
-        item = _item_of(result, by_id)
-        for member in item.get("pack", [item] if item else []):
-            try:
-                written += write_error(settings.out, member, message)
-            except Exception as exc:  # never take the sweep down
-                print(f"warning: could not write the error row of {member.get('id')}: {exc}", file=sys.stderr)
-    return written
-
-
 @contextlib.contextmanager
 def _tune_environment() -> Iterator[None]:
     previous = {k: os.environ.get(k) for k in TUNE_ENV}
@@ -147,7 +109,8 @@ def _tune_environment() -> Iterator[None]:
 @dataclass
 class ChunkOutcome:
     errors_written: int = 0  # error rows the driver wrote
-    out_of_memory: list[tuple[dict[str, Any], int]] = field(default_factory=list)  # (item, peak bytes) stopped
+    # (item, peak bytes, Ray's words if Ray killed it): stopped by the guard, or killed by Ray for memory
+    out_of_memory: list[tuple[dict[str, Any], int, str | None]] = field(default_factory=list)
     failed: str | None = None  # Tune itself stopped the chunk (this text), its unrecorded trials not run
 
 
@@ -156,7 +119,7 @@ def _resources(settings: RunSettings):
     the largest node's (the sweep refused configs whose estimate exceeds it; the ladder may round above)."""
     from ray import tune
 
-    cpu, gpu, cap = settings.resources["cpu"], settings.resources["gpu"], _largest_node_memory() or float("inf")
+    cpu, gpu, cap = settings.resources["cpu"], settings.resources["gpu"], largest_node_memory() or float("inf")
     return lambda config: tune.PlacementGroupFactory(
         [{"CPU": cpu, "GPU": gpu, "memory": min(float(config["item"]["memory"]), cap)}])
 
@@ -193,40 +156,15 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
                 outcome.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                 log(f"warning: Tune stopped chunk {index + 1}: {outcome.failed[:300]}")
                 return outcome
-        outcome.errors_written = _write_error_rows(results, settings, by_id)
-        outcome.out_of_memory = [(_item_of(r, by_id), int(r.metrics.get("oom_bytes", 0))) for r in results
+        killed: list[tuple[dict[str, Any], str]] = []
+        outcome.errors_written = write_error_rows(results, settings.max_failures + 1, settings.out, by_id, killed)
+        outcome.out_of_memory = [(item_of(r, by_id), int(r.metrics.get("oom_bytes", 0)), None) for r in results
                                  if r.error is None and (r.metrics or {}).get("status") == OOM_STATUS]
+        outcome.out_of_memory += [(item, 2 * int(item["memory"]), words) for item, words in killed]  # unseen: 2x
         del tuner, results
     finally:
         shutil.rmtree(storage, ignore_errors=True)
     return outcome
-
-
-def _largest_node_memory() -> float:
-    import ray
-
-    return max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
-
-
-def _out_of_memory(outcome: ChunkOutcome, chunk: list[list[PlannedTrial]], retried: set[str],
-                   settings: RunSettings) -> tuple[list[list[PlannedTrial]], dict[str, int], int]:
-    """The stopped units to run again, once, each reserving RETRY_MARGIN times its peak; the others (a
-    second overrun, or more than any node has) get error rows. Returns (units, their memory, rows written)."""
-    by_id = {unit_id(unit): unit for unit in chunk}
-    again, memory, written = [], {}, 0
-    largest = _largest_node_memory()
-    for item, peak in outcome.out_of_memory:
-        need = reservation(int(RETRY_MARGIN * max(peak, item["memory"])))
-        if item["id"] not in retried and need <= largest:
-            again.append(by_id[item["id"]])
-            memory[item["id"]] = need
-            continue
-        why = ("again, after a retry that reserved " if item["id"] in retried else "reserved ") + \
-            f"{item['memory'] / GB:.1f} GB" + ("" if need <= largest else
-                                                 f"; needs about {need / GB:.1f} GB, more than any node has")
-        for member in item.get("pack", [item]):
-            written += write_error(settings.out, member, out_of_memory(peak, why))
-    return again, memory, written
 
 
 def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log) -> tuple[int, int]:
@@ -240,12 +178,12 @@ def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, in
         if rest:
             outcome = run_chunk(rest, settings, index, log=log)
             errors += outcome.errors_written
-    again, memory, written = _out_of_memory(outcome, chunk, set(), settings)
+    again, memory, written = plan_retries(outcome.out_of_memory, chunk, set(), settings.out)
     errors += written
     if again:
         retried = len(again)
         outcome = run_chunk(again, settings, index, memory=memory, log=log)
-        _, _, written = _out_of_memory(outcome, again, {unit_id(u) for u in again}, settings)
+        _, _, written = plan_retries(outcome.out_of_memory, again, {unit_id(u) for u in again}, settings.out)
         errors += outcome.errors_written + written
     return errors, retried
 

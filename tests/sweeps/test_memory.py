@@ -11,6 +11,7 @@ import pytest
 
 from sweep_helpers import records, sweep_args
 from sweeps import memory
+from sweeps import memory as memory_module
 from sweeps.cli import sweep
 from sweeps.presets import SMOKE
 from sweeps.sampling import sample
@@ -103,3 +104,29 @@ def test_each_tune_trial_reserves_its_estimate_on_ray(estimate, monkeypatch):
     items = units.items([[planned[0]], planned[1:]], "s")
     assert [i["memory"] for i in items] == [memory.reservation(estimate), memory.reservation(2 * estimate)]
     assert units.items([[planned[0]]], "s", memory={planned[0].trial_id: 123})[0]["memory"] == 123
+
+
+def test_retry_plans_more_memory_once_then_error_rows(monkeypatch):
+    """sweeps.failures.plan_retries: stopped by the guard -> retried with 1.25x its peak; killed by Ray ->
+    retried with twice its reservation; a second time, or more than any node has -> one error row each."""
+    from sweeps import failures
+
+    rows = []
+    monkeypatch.setattr(failures, "largest_node_memory", lambda: 8e9)
+    monkeypatch.setattr(failures, "write_error", lambda out, item, message: rows.append((item["id"], message)) or True)
+    a, b, c = sample(SMOKE, {}, 1, 3).trials
+    items = {t.trial_id: {"id": t.trial_id, "memory": 300 * MIB} for t in (a, b, c)}
+    ray_words = "out of memory (22.8 GB in use); the worker was killed by Ray's memory monitor"
+    stopped = [(items[a.trial_id], 700 * MIB, None), (items[b.trial_id], 600 * MIB, ray_words),
+               (items[c.trial_id], 9 * 10 ** 9, None)]
+    again, memory, written = failures.plan_retries(stopped, [[a], [b], [c]], set(), "out")
+    assert [u[0].trial_id for u in again] == [a.trial_id, b.trial_id]
+    assert memory[a.trial_id] == memory_module.reservation(int(1.25 * 700 * MIB))
+    assert memory[b.trial_id] == memory_module.reservation(int(1.25 * 600 * MIB))
+    assert written == 1 and rows[0][0] == c.trial_id and "more than any node has" in rows[0][1]
+    assert rows[0][1].startswith("out of memory (9.0 GB in use)")
+    rows.clear()
+    again, _, written = failures.plan_retries(stopped[:2], [[a], [b]], {a.trial_id, b.trial_id}, "out")
+    assert again == [] and written == 2
+    assert rows[0][1].startswith("out of memory (0.7 GB in use); again, after a retry")
+    assert rows[1][1].startswith(ray_words + "; again, after a retry")
