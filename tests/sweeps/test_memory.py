@@ -130,3 +130,37 @@ def test_retry_plans_more_memory_once_then_error_rows(monkeypatch):
     assert again == [] and written == 2
     assert rows[0][1].startswith("out of memory (0.7 GB in use); again, after a retry")
     assert rows[1][1].startswith(ray_words + "; again, after a retry")
+
+
+def test_a_running_trial_holds_its_reservation_of_ray_s_memory(ray_cluster, tmp_path, faults):
+    """While two trials are held in flight, Ray's available `memory` is short by exactly their reservations."""
+    import ray
+
+    from sweeps.units import reserve
+
+    planned = {t.trial_id: t for t in sample(SMOKE, {}, 7, 3).trials}
+    total = ray.cluster_resources()["memory"]
+    faults.hold(free=0)
+    seen: dict = {}
+
+    def watch() -> None:
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(faults.started()) < 2:
+                time.sleep(0.05)
+            running = [m["trials"][0] for m in faults.started()[:2]]
+            seen["expected"] = sum(reserve([planned[t]]) for t in running)
+            while time.monotonic() < deadline:  # Ray's resource view follows within a second or so
+                seen["held"] = total - ray.available_resources().get("memory", 0.0)
+                if abs(seen["held"] - seen["expected"]) < 1:
+                    break
+                time.sleep(0.1)
+        finally:
+            faults.release()
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    sweep(sweep_args("smoke", "--out", str(tmp_path / "out"), "--num-samples", "3", "--seed", "7"))
+    watcher.join(60)
+    assert seen["expected"] >= 2 * memory.LADDER_BASE
+    assert abs(seen["held"] - seen["expected"]) < 1, seen
