@@ -1,7 +1,7 @@
 """Closing the loop: does lowering the Jacobian norm, by a regularizer, lower the generalization gap?
 
 The correlational study (figures 1-5) finds nets with a larger softmax Jacobian ||d softmax/dx||_F
-generalize worse. The regularizers of science.md section 4 intervene on a Jacobian directly, so
+generalize worse. The regularizers of docs/science.md section 4 intervene on a Jacobian directly, so
 the comparison here is within pairs: a regularized trial and its unregularized *twin*, the trial
 whose config is identical but for the regularizer settings (same data, seed, initial weights).
 

@@ -21,7 +21,7 @@ Files are read concurrently by a thread pool (Parquet decoding and object-store 
 the GIL); ~10^4 one-row trial files take a few seconds on two cores.
 
 `filter_trials` then keeps the trials that fit their training set and have the measured columns,
-and counts the dropped ones per reason (style.md: say what was dropped, and why).
+and counts the dropped ones per reason (say what was dropped, and why).
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
                   "One point per kept net; panels per data set; color: nonlinearity."),
             _draw("Figure 2: transitions vs gap and vs size", lambda: fig2_transitions(kept, out_dir), log),
             _draw("Figure 3: per test point, Jacobian norm vs loss", lambda: fig3_per_point(points, kept, out_dir),
-                  log, "Curves: science.md section 3, Eq. 5-7, with M the median over the data set's nets."),
+                  log, "Curves: docs/science.md section 3, Eq. 5-7, with M the median over the data set's nets."),
             _draw("Figure 4: paired factors", lambda: fig4_pairs(kept, out_dir), log),
             _draw("Figure 5: on vs off the data manifold", lambda: fig5_manifold(trajectories, out_dir, kept), log),
             _figure6(kept, out_dir, data_root, device, recompute, log),

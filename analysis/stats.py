@@ -1,4 +1,4 @@
-"""How well does a complexity measure predict the generalization gap? (science.md, section 5)
+"""How well does a complexity measure predict the generalization gap? (docs/science.md, section 5)
 
 Three views, each computed on the trials table (one row per trial, `hp.*` and `measure.*` columns):
 

@@ -1,7 +1,7 @@
 """TrialConfig: everything that changes a trial's numbers, frozen and hashed into `trial_id`.
 
 How a trial runs (device, threads, output directory, data root) is *not* here and never enters
-the hash (style.md, convention 2). Seeds derive from the config (`TrialConfig.seed_for`), so the
+the hash. Seeds derive from the config (`TrialConfig.seed_for`), so the
 same config gives the same numbers; two configs that differ only in, say, `lr` share their data
 subset, label noise and initial weights, which is what paired comparisons need.
 """
@@ -55,7 +55,7 @@ class TrialConfig:
     max_steps: int = 5000
     eval_every: int = 100  # check accuracy on the whole train set every this many steps
     target_accuracy: float = 1.0  # stop once train accuracy reaches this (the study: 1.0; 0.999 on CIFAR100)
-    # regularization (issue 6: study/regularizers; each setting is refused where it has no effect)
+    # regularization (study/regularizers; each setting is refused where it has no effect)
     regularizer: str = "none"
     reg_strength: float = 0.0  # lambda of the penalty (lambda/2) E_x[...]; > 0 for every regularizer but input_noise
     reg_target: str = "logits"  # outputs the Jacobian penalties differentiate: logits | softmax

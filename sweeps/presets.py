@@ -9,7 +9,7 @@ the space. The presets:
 - smoke   synthetic data, tiny nets, all 5 nonlinearities and optimizers; ~0.1 s a trial. What the tests run.
 - quick   Fashion-MNIST, 1000 training images, the study's factors scaled for 2 CPU cores
           (N=100 in ~2-3 min; most trials reach 100% train accuracy). `make demo` runs it.
-- paper   the reference study's grid as published (Novak et al. 2018, science.md section 1), one GPU a
+- paper   the reference study's grid as published (Novak et al. 2018, docs/science.md section 1), one GPU a
           trial, for clusters.
 - pairs   the study's paired factors at the quick preset's scale: each sample is two trials identical
           but for random labels, augmentation, ReLU vs another nonlinearity, or full vs mini batch.
@@ -120,7 +120,7 @@ QUICK = Preset(
 _PAPER_N_TRAIN = {"cifar10": (50_000,), "cifar100": (50_000,), "mnist": (60_000,), "fashion_mnist": (60_000,)}
 PAPER = Preset(
     name="paper",
-    doc="The reference study's grid as published (Novak et al. 2018; science.md section 1): CIFAR10 and "
+    doc="The reference study's grid as published (Novak et al. 2018; docs/science.md section 1): CIFAR10 and "
         "CIFAR100 center-cropped to 24x24, MNIST, Fashion-MNIST (whole training sets, 10,000 test points); "
         "widths 1, 2, 4, ..., 2^16; depths 2, 3, 5, 9, 17, 33, 65; the 5 nonlinearities; SGD, Momentum, "
         "Adam, RMSProp, L-BFGS (full batch, at most 2684 iterations); lr 0.01/0.005/0.0005; batch 128/512; "

@@ -1,6 +1,6 @@
 """Figure 5: sensitivity on and off the data manifold. Jacobian norm and transition density along
 ellipses through training points (same class / different classes), through test points, and along
-random ellipses (science.md section 2, "Transitions"; Novak et al. 2018).
+random ellipses (docs/science.md section 2, "Transitions"; Novak et al. 2018).
 
 Top row: the raw values over all trajectories of all nets (log y). Bottom row, when random ellipses
 were measured: each trajectory's value divided by the median over the same net's random ellipses,

@@ -1,6 +1,6 @@
 """Figure 4: paired nets. Two nets identical but for one binary factor (rows sharing `pair_id`,
 the factor named in `pair.factor`): how much do the gap, the Jacobian norm and the transitions move
-when that factor flips? (science.md section 1, "Paired factors".)
+when that factor flips? (docs/science.md section 1, "Paired factors".)
 
 Each pair is oriented from its reference member to the other: False -> True, the smaller number
 first, and for a nonlinearity ReLU first (else alphabetical). The gap is compared as a

@@ -1,5 +1,5 @@
 """Figure 3: per test point, Jacobian norm against loss over many nets, with the relations of
-science.md section 3 (Novak et al. 2018, appendix on per-point generalization).
+docs/science.md section 3 (Novak et al. 2018, appendix on per-point generalization).
 
 With n classes, p = e^{-l} the softmax probability of the correct class and
 M = E_x ||dh/dx||_F^2 / n (logit Jacobian, over test points):

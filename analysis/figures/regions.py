@@ -1,5 +1,5 @@
 """Figure 6: linear regions of the last hidden layer on a 2-D slice through three training points,
-before and after training (science.md section 2, last item; Novak et al. 2018).
+before and after training (docs/science.md section 2, last item; Novak et al. 2018).
 
 The slice is the plane x(a, b) = p0 + a (p1 - p0) + b (p2 - p0) through three training points of
 different classes (p0 at (0, 0), p1 at (1, 0), p2 at (0, 1); affine, not orthonormal coordinates).

@@ -1,4 +1,4 @@
-"""Baseline complexity measures to rank the Jacobian norm against (science.md, section 5).
+"""Baseline complexity measures to rank the Jacobian norm against (docs/science.md, section 5).
 
 For our MLP h(x) = W_L s(... s(W_1 x + b_1) ...) + b_L, with weight matrices W_1 .. W_L:
 

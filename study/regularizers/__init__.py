@@ -1,4 +1,4 @@
-"""Jacobian-based regularizers as training penalties (science.md, section 4), one module each.
+"""Jacobian-based regularizers as training penalties (docs/science.md, section 4), one module each.
 
 `make_penalty(cfg)` returns None for `regularizer="none"`, else a callable
 `penalty(model, x, y, logits) -> scalar tensor` that study.train adds to the mean cross-entropy of

@@ -1,7 +1,7 @@
 """A small, plausible results directory written through study.records, for the analysis tests.
 
 Values are random but shaped like the real thing: the gap grows with the Jacobian norm, transitions
-grow with the number of neurons, per-point Jacobian norms follow Eq. 7 of science.md with noise.
+grow with the number of neurons, per-point Jacobian norms follow Eq. 7 of docs/science.md with noise.
 """
 
 from __future__ import annotations

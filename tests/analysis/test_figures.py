@@ -50,7 +50,7 @@ def data_axes(fig):
     return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and (ax.collections or ax.lines or ax.patches)]
 
 
-# -- per-point relations (science.md section 3) -----------------------------------------------------
+# -- per-point relations (docs/science.md section 3) -----------------------------------------------------
 
 def test_per_point_bounds_by_hand_at_log2():
     # p = e^{-l} = 1/2, p (1 - p) = 1/4.
