@@ -52,11 +52,19 @@ def write_error_rows(results, attempts: int, out: str, by_id: dict[str, dict[str
             continue
         if oom:  # Ray's memory monitor killed the worker: say so first
             message = f"{oom}; {message}"
-        for member in item.get("pack", [item] if item else []):
-            try:
-                written += write_error(out, member, message)
-            except Exception as exc:  # never take the sweep down
-                print(f"warning: could not write the error row of {member.get('id')}: {exc}", file=sys.stderr)
+        written += _error_rows(out, item, message)
+    return written
+
+
+def _error_rows(out: str, item: dict[str, Any], message: str) -> int:
+    """One error row per study trial of `item` (a trial or a pack) without a record; how many were written.
+    A row that cannot be written is reported, never raised: its trial stays pending for a rerun."""
+    written = 0
+    for member in item.get("pack", [item] if item else []):
+        try:
+            written += write_error(out, member, message)
+        except Exception as exc:  # never take the sweep down
+            print(f"warning: could not write the error row of {member.get('id')}: {exc}", file=sys.stderr)
     return written
 
 
@@ -75,6 +83,8 @@ def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[st
     again, memory, written = [], {}, 0
     largest = largest_node_memory()
     for item, peak, words in stopped:
+        if item.get("id") not in by_id:  # not a unit of this chunk (cannot happen): left pending
+            continue
         need = reservation(int(RETRY_MARGIN * max(peak, item["memory"])))
         if item["id"] not in retried and need <= largest:
             again.append(by_id[item["id"]])
@@ -83,9 +93,7 @@ def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[st
         why = ("again, after a retry that reserved " if item["id"] in retried else "reserved ") + \
             f"{item['memory'] / GB:.1f} GB" + ("" if need <= largest else
                                                  f"; needs about {need / GB:.1f} GB, more than any node has")
-        message = f"{words}; {why}" if words else out_of_memory(peak, why)
-        for member in item.get("pack", [item]):
-            written += write_error(out, member, message)
+        written += _error_rows(out, item, f"{words}; {why}" if words else out_of_memory(peak, why))
     return again, memory, written
 
 

@@ -174,9 +174,9 @@ def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, in
     errors, retried = outcome.errors_written, 0
     if outcome.failed:
         done = completed_trial_ids(settings.out)
-        rest = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
-        if rest:
-            outcome = run_chunk(rest, settings, index, log=log)
+        chunk = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
+        if chunk:
+            outcome = run_chunk(chunk, settings, index, log=log)
             errors += outcome.errors_written
     again, memory, written = plan_retries(outcome.out_of_memory, chunk, set(), settings.out)
     errors += written
