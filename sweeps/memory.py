@@ -6,7 +6,8 @@ trial becomes.
    one resource shape and Tune can reuse their actors. Ray then runs on a node only as many trials at
    once as their reservations fit, and a config that fits no node is refused before the sweep starts.
 2. While the trial runs, a thread of its worker samples the process's resident memory every `every`
-   seconds; when the growth above the resident memory at the start exceeds SLACK times the reservation,
+   seconds; when the growth above the resident memory at the start exceeds SLACK times the reservation
+   (plus, the first time a process reads a data set, that data set and the library code it pages in),
    it raises TrialOutOfMemory in the trial's thread, at its next Python instruction. The worker reports the
    peak it saw instead of a record (sweeps.worker), and the driver retries the trial once, reserving
    RETRY_MARGIN times that peak; a second overrun, or a retry that fits no node, gets the error row
@@ -31,6 +32,24 @@ LADDER_BASE, LADDER_RATIO = 256 * 2 ** 20, 1.5
 OOM_PREFIX = "out of memory"
 OOM_STATUS = "oom"  # what a stopped trial reports to Tune (never a record's status)
 GB = 1e9
+
+
+LIBRARY_ALLOWANCE = 256 * 2 ** 20  # library code a process's first trial pages in (BLAS, autograd kernels)
+_loaded: set[tuple[str, int]] = set()  # data sets this process has read (study.data caches them)
+
+
+def first_use_allowance(dataset: str, features: int) -> int:
+    """What a trial adds to its process beyond estimate_bytes the first time this process sees its data set:
+    the raw data set (float32, twice: decoded and cached) and, for the process's first trial, library code.
+    Zero from then on."""
+    from study.data import SPLIT_SIZES
+
+    key = (dataset, features)
+    if key in _loaded:
+        return 0
+    first = not _loaded
+    _loaded.add(key)
+    return 2 * 4 * sum(SPLIT_SIZES.get(dataset, (20000, 20000))) * features + (LIBRARY_ALLOWANCE if first else 0)
 
 
 def reservation(estimate: int) -> int:

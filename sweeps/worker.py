@@ -22,8 +22,8 @@ import pyarrow.fs as pafs
 
 from study.config import TrialConfig
 from study.records import SCHEMA_VERSION, hp_record, resolve, write_trial
-from study.resources import release_memory
-from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory
+from study.resources import n_features, release_memory
+from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory, first_use_allowance
 
 
 def node_id() -> str:
@@ -110,7 +110,10 @@ def trainable(config: dict[str, Any]) -> None:
     from ray import tune
 
     item, run = config["item"], config["run"]
-    guard = MemoryGuard(int(SLACK * item["memory"])) if item.get("memory") else None
+    guard = None
+    if item.get("memory"):
+        first = TrialConfig(**(item["pack"][0] if "pack" in item else item)["cfg"])
+        guard = MemoryGuard(int(SLACK * item["memory"]) + first_use_allowance(first.dataset, n_features(first)))
     try:
         with guard if guard is not None else contextlib.nullcontext():
             shown = _run(item, run)
