@@ -68,10 +68,15 @@ def _error_rows(out: str, item: dict[str, Any], message: str) -> int:
     return written
 
 
-def largest_node_memory() -> float:
+def node_resources() -> list[dict[str, float]]:
+    """Each live Ray node's total resources ({"CPU", "GPU", "memory", ...})."""
     import ray
 
-    return max((n["Resources"].get("memory", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def largest_node_memory() -> float:
+    return max((n.get("memory", 0.0) for n in node_resources()), default=0.0)
 
 
 def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[str],

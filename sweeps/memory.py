@@ -5,6 +5,9 @@ trial becomes.
    over a pack), rounded up to a step of a 1.5x ladder from 256 MiB so that trials of similar size share
    one resource shape and Tune can reuse their actors. Ray then runs on a node only as many trials at
    once as their reservations fit, and a config that fits no node is refused before the sweep starts.
+   Where the largest reservation of a chunk still lets every node run as many trials as it has CPUs (and
+   GPUs) for, every trial of the chunk asks for that one (uniform_reservation): nothing runs later for it,
+   and Tune reuses every actor instead of starting a new worker (imports, data) at each change of shape.
 2. While the trial runs, a thread of its worker samples the process's resident memory every `every`
    seconds; when the growth above the resident memory at the start exceeds SLACK times the reservation
    (plus, the first time a process reads a data set, that data set and the library code it pages in),
@@ -58,6 +61,22 @@ def reservation(estimate: int) -> int:
         return LADDER_BASE
     k = math.ceil(math.log(estimate / LADDER_BASE, LADDER_RATIO) - 1e-9)
     return int(math.ceil(LADDER_BASE * LADDER_RATIO ** k))
+
+
+def uniform_reservation(reservations: list[int], nodes: list[dict[str, float]], cpu: float,
+                        gpu: float = 0.0) -> int | None:
+    """max(reservations) if, on every node ({"CPU", "GPU", "memory"} resources), floor(memory / max) trials
+    fit at least as often as floor(CPU / cpu) (and floor(GPU / gpu) when gpu > 0): one shape for the
+    whole chunk costs no concurrency. None otherwise (each trial keeps its own reservation)."""
+    if not reservations or not nodes:
+        return None
+    largest = max(reservations)
+    for node in nodes:
+        slots = [math.floor(node.get("CPU", 0.0) / cpu + 1e-9)] if cpu > 0 else []
+        slots += [math.floor(node.get("GPU", 0.0) / gpu + 1e-9)] if gpu > 0 else []
+        if math.floor(node.get("memory", 0.0) / largest) < min(slots, default=0):
+            return None
+    return largest
 
 
 def out_of_memory(used_bytes: float, detail: str = "") -> str:

@@ -33,8 +33,8 @@ from typing import Any, Iterator
 import psutil
 
 from study.records import completed_trial_ids, unreadable_records
-from sweeps.failures import item_of, largest_node_memory, plan_retries, write_error_rows
-from sweeps.memory import OOM_STATUS
+from sweeps.failures import item_of, node_resources, plan_retries, write_error_rows
+from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
 from sweeps.units import chunks as make_chunks, items, unit_id, units
@@ -114,14 +114,17 @@ class ChunkOutcome:
     failed: str | None = None  # Tune itself stopped the chunk (this text), its unrecorded trials not run
 
 
-def _resources(settings: RunSettings):
-    """Per Tune trial: the settings' CPUs and GPUs, and the memory its item reserves (sweeps.memory), at most
-    the largest node's (the sweep refused configs whose estimate exceeds it; the ladder may round above)."""
+def _resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
+    """Per Tune trial: the settings' CPUs and GPUs, and the memory its item reserves (sweeps.memory), or the
+    chunk's largest where that costs no concurrency (uniform_reservation); at most the largest node's (the
+    sweep refused configs whose estimate exceeds it; the ladder may round above)."""
     from ray import tune
 
-    cpu, gpu, cap = settings.resources["cpu"], settings.resources["gpu"], largest_node_memory() or float("inf")
+    cpu, gpu, nodes = settings.resources["cpu"], settings.resources["gpu"], node_resources()
+    cap = max((n.get("memory", 0.0) for n in nodes), default=0.0) or float("inf")
+    uniform = uniform_reservation([int(i["memory"]) for i in chunk_items], nodes, cpu, gpu)
     return lambda config: tune.PlacementGroupFactory(
-        [{"CPU": cpu, "GPU": gpu, "memory": min(float(config["item"]["memory"]), cap)}])
+        [{"CPU": cpu, "GPU": gpu, "memory": min(float(uniform or config["item"]["memory"]), cap)}])
 
 
 def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
@@ -134,15 +137,16 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
            "data_root": settings.data_root}
     callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
     outcome = ChunkOutcome()
-    # Trials of one reservation in a row: Tune reuses an actor only for the same resource shape.
-    chunk_items = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: item["memory"])
+    # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource
+    # shape), and the longest trials (memory grows with the net and with L-BFGS) do not run last and alone.
+    chunk_items = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"])
     by_id = {item["id"]: item for item in chunk_items}
     storage = tempfile.mkdtemp(prefix="sensitivity-tune-")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
     try:
         with _tune_environment():
             tuner = tune.Tuner(
-                tune.with_resources(trainable, _resources(settings)),
+                tune.with_resources(trainable, _resources(settings, chunk_items)),
                 param_space={"item": tune.grid_search(chunk_items), "run": run},
                 tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
                                             trial_name_creator=lambda t: t.config["item"]["id"],

@@ -103,3 +103,46 @@ def test_release_memory_returns_a_trial_s_memory():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["growth"] > 100 * 2 ** 20
     assert max(out["held"]) <= 0.1 * out["growth"], out
+
+
+CYCLE_CHILD = """
+import gc, json, weakref
+import torch
+from study import resources
+from study.resources import FULL_COLLECT_EVERY, release_memory
+
+class Node:
+    pass
+
+def cycle():
+    a, b = Node(), Node()
+    a.other, b.other, a.tensor = b, a, torch.zeros(1000)
+    return weakref.ref(a)
+
+gc.disable()  # only release_memory collects
+release_memory()
+young = cycle()  # a trial's garbage: collected by the next call
+release_memory()
+young_freed = young() is None
+old = cycle()
+del old  # not garbage yet: frozen by the next call, while it is still alive
+kept = cycle(); holder = [kept()]
+release_memory()
+holder.clear()  # now a cycle among frozen objects
+after = []
+for _ in range(FULL_COLLECT_EVERY):
+    release_memory()
+    after.append(kept() is None)
+print(json.dumps({"young_freed": young_freed, "frozen_freed_at": after.index(True) if True in after else None}))
+"""
+
+
+def test_release_memory_collects_cycles_young_and_frozen():
+    """A reference cycle left by a trial is gone after the next release_memory; a cycle among objects that
+    were alive (so frozen) at an earlier call is gone within FULL_COLLECT_EVERY calls (the full collection)."""
+    from study.resources import FULL_COLLECT_EVERY
+
+    proc = subprocess.run([sys.executable, "-c", CYCLE_CHILD], capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["young_freed"], out
+    assert out["frozen_freed_at"] is not None and out["frozen_freed_at"] < FULL_COLLECT_EVERY, out

@@ -106,6 +106,22 @@ def test_each_tune_trial_reserves_its_estimate_on_ray(estimate, monkeypatch):
     assert units.items([[planned[0]]], "s", memory={planned[0].trial_id: 123})[0]["memory"] == 123
 
 
+def test_a_chunk_shares_its_largest_reservation_only_where_that_costs_no_concurrency():
+    """uniform_reservation: one shape (the largest) when every node still runs as many trials as its CPUs (and
+    GPUs) allow; None (each its own) when some node would run fewer."""
+    gib = 2 ** 30
+    laptop = {"CPU": 2.0, "memory": 16.0 * gib}
+    assert memory.uniform_reservation([1 * gib, 3 * gib, 2 * gib], [laptop], cpu=1.0) == 3 * gib
+    assert memory.uniform_reservation([1 * gib, 9 * gib], [laptop], cpu=1.0) is None  # 16 // 9 = 1 < 2 CPUs
+    assert memory.uniform_reservation([1 * gib, 8 * gib], [laptop], cpu=1.0) == 8 * gib  # exactly 2 fit
+    big = {"CPU": 16.0, "GPU": 2.0, "memory": 64.0 * gib}
+    assert memory.uniform_reservation([1 * gib, 8 * gib], [laptop, big], cpu=1.0) is None  # big: 8 < 16 CPUs
+    assert memory.uniform_reservation([1 * gib, 8 * gib], [big], cpu=1.0, gpu=1.0) == 8 * gib  # 2 GPUs bind
+    assert memory.uniform_reservation([1 * gib, 40 * gib], [big], cpu=1.0, gpu=1.0) is None
+    assert memory.uniform_reservation([], [laptop], cpu=1.0) is None
+    assert memory.uniform_reservation([gib], [], cpu=1.0) is None
+
+
 def test_retry_plans_more_memory_once_then_error_rows(monkeypatch):
     """sweeps.failures.plan_retries: stopped by the guard -> retried with 1.25x its peak; killed by Ray ->
     retried with twice its reservation; a second time, or more than any node has -> one error row each."""
@@ -136,9 +152,12 @@ def test_a_running_trial_holds_its_reservation_of_ray_s_memory(ray_cluster, tmp_
     """While two trials are held in flight, Ray's available `memory` is short by exactly their reservations."""
     import ray
 
+    from sweeps.failures import node_resources
     from sweeps.units import reserve
 
     planned = {t.trial_id: t for t in sample(SMOKE, {}, 7, 3).trials}
+    reserved = {t: reserve([p]) for t, p in planned.items()}
+    uniform = memory.uniform_reservation(list(reserved.values()), node_resources(), 1.0)
     total = ray.cluster_resources()["memory"]
     faults.hold(free=0)
     seen: dict = {}
@@ -149,7 +168,7 @@ def test_a_running_trial_holds_its_reservation_of_ray_s_memory(ray_cluster, tmp_
             while time.monotonic() < deadline and len(faults.started()) < 2:
                 time.sleep(0.05)
             running = [m["trials"][0] for m in faults.started()[:2]]
-            seen["expected"] = sum(reserve([planned[t]]) for t in running)
+            seen["expected"] = sum(uniform or reserved[t] for t in running)
             while time.monotonic() < deadline:  # Ray's resource view follows within a second or so
                 seen["held"] = total - ray.available_resources().get("memory", 0.0)
                 if abs(seen["held"] - seen["expected"]) < 1:
