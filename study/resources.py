@@ -23,6 +23,7 @@ import torch
 
 from study.config import ConfigError, TrialConfig
 from study.data import IMAGE_SHAPES, N_CLASSES
+from study.measures import transition_count as tc
 from study.models import KINKS, count_parameters
 
 GIB = 1024 ** 3
@@ -106,9 +107,9 @@ def _measure_terms(cfg: TrialConfig, d: int, c: int, chunk_size: int) -> dict[st
     if KINKS[cfg.nonlinearity] is not None:  # exact walk: [1024, 3, width] float64 blocks at every depth
         kinks = len(KINKS[cfg.nonlinearity])
         walk = 8 * 1024 * w * (cfg.depth - 1) * (12 + 2 * kinks)
-    else:  # sampled: unit signs of up to 2 x transition_samples points kept (1 byte a unit), float64 chunks
-        points = max(1, min(4096, 2 ** 26 // hidden))
-        keep = 4 * cfg.transition_samples * hidden if (2 * cfg.transition_samples + 1) * hidden <= 2 ** 28 else 0
+    else:  # sampled: the kept unit signs (1 byte a unit; at most 2 REUSE_BYTES), float64 chunks of points
+        points = max(1, min(tc.SAMPLE_CHUNK, tc.SIGN_BYTES // hidden))
+        keep = min(4 * cfg.transition_samples * hidden, 2 * tc.REUSE_BYTES)
         walk = keep + points * (3 * hidden + 8 * 3 * w)
     return {"measure_jacobian": 4 * jac, "measure_transitions": walk + 16 * (d * w + w * w)}
 
@@ -130,7 +131,8 @@ def estimate_terms(cfg: TrialConfig, chunk_size: int = 1024) -> dict[str, int]:
         measures        the larger of the Jacobian chunk (chunk = min(1024, max(n_train, n_test)) points:
                         H + 2 w + 3 C w floats a point, + 3 C d if w >= d, else w^2) and the transition
                         count (exact: 8 bytes x 1024 x w x (depth - 1) x (12 + 2 kinks); smooth nets, sampled:
-                        4 bytes a hidden unit for each of transition_samples points) + 16 (d w + w^2) bytes
+                        min(4 H transition_samples, 2 REUSE_BYTES) kept signs and a chunk of
+                        min(SAMPLE_CHUNK, SIGN_BYTES / H) points, 3 H + 24 w bytes each) + 16 (d w + w^2) bytes
 
     Training and the measures are added, not maxed: training's freed blocks under 4 MiB stay in the heap,
     where the measures' larger blocks do not fit. The sum bounds the peak resident growth measured in a

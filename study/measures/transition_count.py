@@ -24,8 +24,8 @@ changes nothing counts zero. No sampling resolution enters.
 Sampled count (smooth nets). Without kinks a layer's output is not affine on a piece, so the walk above
 does not apply. Crossings of different units coincide with probability zero, so the count is the sum over
 hidden units of each unit's sign changes along the curve; each unit's are counted between m equally spaced
-samples, m doubling from START_SAMPLES (the samples already taken are kept; each doubling evaluates only
-the new midpoints) until two doublings in a row leave the sum unchanged (converged) or m reaches
+samples, m doubling from START_SAMPLES (the samples already taken are kept while they fit in REUSE_BYTES,
+and each doubling evaluates only the new midpoints; beyond, each level is recounted in chunks) until two doublings in a row leave the sum unchanged (converged) or m reaches
 `max_samples`. The first layer is evaluated on the curve's own low-dimensional parameterization (3 numbers
 per unit for an ellipse, the vertices for a polyline), so the input dimension does not enter a sample's
 cost. Counting per unit, not whole patterns, is what makes this converge at a coarse m: sampling whole
@@ -50,7 +50,8 @@ CHUNK = 1024  # curve pieces per batched pass: bounds memory to a few CHUNK x 3 
 START_SAMPLES, MAX_SAMPLES = 256, 2 ** 18
 STABLE_DOUBLINGS = 2  # one unchanged doubling is not enough: two crossings 1/3 sample apart can merge twice
 SIGN_BYTES = 2 ** 26  # sampled count: unit signs of at most this many bytes per batched pass
-REUSE_BYTES = 2 ** 28  # sampled count: keep all samples' signs across doublings while they fit in this
+SAMPLE_CHUNK = 1024  # sampled count: at most this many points per batched pass (float64 [points, width] blocks)
+REUSE_BYTES = 2 ** 24  # sampled count: keep the samples' signs across doublings while they fit in this
 
 
 @dataclass
@@ -233,8 +234,8 @@ def _unit_signs(net: _Net, z1: Tensor) -> Tensor:
 
 
 def _chunk_points(net: _Net) -> int:
-    """Points per batched pass of the sampled count: at most 4096, and at most SIGN_BYTES of signs."""
-    return max(1, min(4096, SIGN_BYTES // net.n_units))
+    """Points per batched pass of the sampled count: at most SAMPLE_CHUNK, and at most SIGN_BYTES of signs."""
+    return max(1, min(SAMPLE_CHUNK, SIGN_BYTES // net.n_units))
 
 
 def _signs_at(net: _Net, z1_at: Callable[[Tensor], Tensor], t: Tensor) -> Tensor:
@@ -265,25 +266,27 @@ def _sampled(net: _Net, z1_at: Callable[[Tensor], Tensor], span: float, closed: 
     the sum over hidden units of each unit's sign changes between the samples t_i = i span / m
     (i = 0..m, or 0..m-1 on a closed curve). m doubles from START_SAMPLES until STABLE_DOUBLINGS
     doublings in a row leave the count unchanged (converged) or m would pass max_samples (not
-    converged). While the signs of all samples at the cap fit in REUSE_BYTES they are kept and each
-    doubling evaluates only the m new midpoints; beyond (very wide or deep nets) every level is
-    recounted chunk by chunk, twice the arithmetic in bounded memory."""
+    converged). While the signs of the samples after the next doubling fit in REUSE_BYTES they are kept
+    and each doubling evaluates only the m new midpoints; from the first level beyond (wide or deep nets
+    that converge late), every level is recounted chunk by chunk and not kept: at most twice the
+    arithmetic, and at most 2 REUSE_BYTES of signs (kept, midpoints and their interleaving) at any time."""
     m = min(START_SAMPLES, max_samples)
-    reuse = (2 * max_samples + 1) * net.n_units <= REUSE_BYTES
+    fits = lambda m: (2 * m + 1) * net.n_units <= REUSE_BYTES  # noqa: E731  signs after doubling m
     grid = lambda n, step: torch.arange(*n, dtype=torch.float64, device=net.device) * step  # noqa: E731
-    signs = _signs_at(net, z1_at, grid((m + (not closed),), span / m)) if reuse else None
-    count = _unit_changes(signs, closed) if reuse else _streamed_changes(net, z1_at, span, m, closed)
+    signs = _signs_at(net, z1_at, grid((m + (not closed),), span / m)) if fits(m) else None
+    count = _unit_changes(signs, closed) if signs is not None else _streamed_changes(net, z1_at, span, m, closed)
     stable = 0
     while 2 * m <= max_samples:
         previous = count
-        if reuse:
+        if signs is not None and fits(m):
             mid = _signs_at(net, z1_at, grid((1, 2 * m, 2), span / (2 * m)))
             both = signs.new_empty((len(signs) + len(mid), signs.shape[1]))
             both[0::2], both[1::2] = signs, mid
             signs, m = both, 2 * m
+            del mid, both
             count = _unit_changes(signs, closed)
         else:
-            m *= 2
+            signs, m = None, 2 * m
             count = _streamed_changes(net, z1_at, span, m, closed)
         stable = stable + 1 if count == previous else 0
         if stable == STABLE_DOUBLINGS:

@@ -197,15 +197,19 @@ def test_sampled_count_is_the_unit_sign_changes_at_its_final_resolution(closed):
 
 
 @pytest.mark.parametrize("closed", [True, False])
-def test_streamed_recount_equals_reused_samples(monkeypatch, closed):
-    """Nets too big to keep every sample's signs recount each level in chunks (here of 3 points, so chunk
-    boundaries and the closing pair are exercised): the same count, resolution and convergence."""
+@pytest.mark.parametrize("levels_kept", [0, 1])
+def test_streamed_recount_equals_reused_samples(monkeypatch, closed, levels_kept):
+    """Signs that no longer fit in REUSE_BYTES are dropped and each further level is recounted in chunks
+    (here of 3 points, so chunk boundaries and the closing pair are exercised), from the start or after one
+    kept doubling: the same count, resolution and convergence."""
     model = random_mlp(7, 24, 4, "tanh", seed=41, bias_std=1.0)
     points = gaussian((3, 7), seed=42, std=3.0)
     count = (lambda: count_transitions_ellipse(model, *ellipse_through(*points))) if closed else \
         (lambda: count_transitions_path(model, points))
     kept = count()
-    monkeypatch.setattr(transition_count, "REUSE_BYTES", 0)
+    assert kept.resolution >= 4 * transition_count.START_SAMPLES  # levels are recounted after the switch
+    cap = (2 * transition_count.START_SAMPLES + 1) * 72 * levels_kept  # 72 hidden units
+    monkeypatch.setattr(transition_count, "REUSE_BYTES", cap)
     monkeypatch.setattr(transition_count, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
     assert count() == kept and kept.transitions > 20
 
