@@ -30,7 +30,7 @@ from analysis.intervention import conclusion, intervention_effects, regularizer_
 from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
 from study.config import ConfigError
-from study.models import KINKS
+from study.nonlinearities import KINKS
 from study.records import config_from_record, write_atomic
 
 HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",

@@ -15,35 +15,11 @@ import torch
 from torch import nn
 
 from study.config import TrialConfig
-
-# Piecewise-linear nonlinearities: their kinks (pre-activation values where the slope changes).
-# Smooth ones map to None: their "regions" are the sign pattern of the pre-activations.
-KINKS: dict[str, tuple[float, ...] | None] = {
-    "relu": (0.0,),
-    "relu6": (0.0, 6.0),
-    "hardtanh": (-1.0, 1.0),
-    "hardsigmoid": (-3.0, 3.0),  # torch: relu6(x + 3) / 6
-    "leaky_relu": (0.0,),
-    "tanh": None,
-    "sigmoid": None,
-    "softplus": None,
-}
-
-_MODULES = {
-    "relu": nn.ReLU,
-    "relu6": nn.ReLU6,
-    "tanh": nn.Tanh,
-    "hardtanh": nn.Hardtanh,
-    "hardsigmoid": nn.Hardsigmoid,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "sigmoid": nn.Sigmoid,
-    "softplus": nn.Softplus,
-}
-
+from study.nonlinearities import KINKS, TABLE
 
 def activation(name: str) -> nn.Module:
-    """The torch module of a nonlinearity name (see study.config.NONLINEARITIES)."""
-    return _MODULES[name]()
+    """The torch module of a nonlinearity name (the table in study.nonlinearities)."""
+    return TABLE[name].build()
 
 
 class MLP(nn.Module):

@@ -24,7 +24,8 @@ import torch
 from study.config import ConfigError, TrialConfig
 from study.data import IMAGE_SHAPES, N_CLASSES
 from study.measures import transition_count as tc
-from study.models import KINKS, count_parameters
+from study.models import count_parameters
+from study.nonlinearities import KINKS
 
 GIB = 1024 ** 3
 LBFGS_HISTORY = 100  # history_size of study.train.make_optimizer

@@ -2,8 +2,11 @@ import math
 
 import torch
 
+import pytest
+
 from study.config import TrialConfig
-from study.models import MLP, build_model, count_parameters
+from study.models import MLP, activation, build_model, count_parameters
+from study.nonlinearities import NAMES as NONLINEARITIES, TABLE
 
 
 def test_shapes_depth_and_parameter_count():
@@ -25,7 +28,18 @@ def test_init_std_is_scale_over_sqrt_fan_in_and_seeded():
     assert not torch.equal(model.layers[1].weight, other.layers[1].weight)
 
 
-def test_every_nonlinearity_builds_and_runs():
-    for name in ("relu", "relu6", "tanh", "hardtanh", "hardsigmoid", "leaky_relu", "sigmoid", "softplus"):
-        model = MLP(4, 8, 3, 2, name)
-        assert torch.isfinite(model(torch.randn(5, 4))).all()
+@pytest.mark.parametrize("name", NONLINEARITIES)
+def test_every_nonlinearity_builds_runs_and_has_the_kinks_it_declares(name):
+    """Each table entry builds a net; a piecewise-linear one is affine between its declared kinks and changes
+    slope at each; a smooth one (kinks None) is affine on no interval."""
+    model = MLP(4, 8, 3, 2, name)
+    assert torch.isfinite(model(torch.randn(5, 4))).all()
+    act, kinks = activation(name), TABLE[name].kinks
+    x = torch.linspace(-10, 10, 20001, dtype=torch.float64)
+    slope = torch.diff(act(x)) / torch.diff(x)
+    change = (torch.diff(slope).abs() > 1e-6).nonzero().flatten()
+    if kinks is None:
+        assert len(change) > 1000  # curved everywhere
+    else:
+        found = sorted({round(float(x[i + 1]), 2) for i in change})
+        assert found == [round(k, 2) for k in kinks], (name, found)

@@ -16,6 +16,7 @@ from study.measures.transition_count import (START_SAMPLES, count_transitions_el
                                              count_transitions_path, ellipse_through, pattern_changes)
 from study.measures.transitions import KINDS, trajectories
 from study.models import MLP, build_model
+from study.nonlinearities import TABLE
 
 torch.set_num_threads(1)
 F64 = torch.float64
@@ -56,7 +57,7 @@ def test_ellipse_through_passes_through_the_three_points():
     torch.testing.assert_close(c, p.mean(0))
 
 
-@pytest.mark.parametrize("nonlinearity", ["relu", "leaky_relu", "relu6", "hardtanh", "hardsigmoid"])
+@pytest.mark.parametrize("nonlinearity", [n for n, spec in TABLE.items() if spec.piecewise_linear])
 def test_one_hidden_layer_matches_closed_form(nonlinearity):
     """One hidden layer: unit i computes α_i + R_i cos(θ - φ_i) on the whole ellipse, so it meets kink k
     twice (at distinct angles) iff |k - α_i| < R_i: transitions = 2 #{(i, k): |k - α_i| < R_i}."""
