@@ -45,7 +45,8 @@ NETS = {"784-256x3": dict(width=256, depth=4), "784-32x8": dict(width=32, depth=
 
 
 def points(n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    from study.data import DataNotFoundError, load_dataset
+    from study.data import load_dataset
+    from study.raw_data import DataNotFoundError
 
     try:
         data = load_dataset(TrialConfig(dataset="fashion_mnist", n_train=n, n_test=n), download=False)

@@ -34,7 +34,7 @@ def config_from_sets(assignments: list[str]) -> TrialConfig:
 def run_trial_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from study.data import check_available, check_sizes
+    from study.raw_data import check_available, check_sizes
     from study.records import check_writable
     from study.resources import check_memory, resolve_device
     from study.trial import run_trial

@@ -14,12 +14,13 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+from study.datasets import NAMES as DATASET_NAMES
 from study.nonlinearities import NAMES as NONLINEARITY_NAMES
 
 # Bump when a change to the code changes what a given config computes: it enters the hash.
 ALGORITHM_VERSION = 1
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "digits", "synthetic")
+DATASETS = DATASET_NAMES  # the table in study.datasets
 NONLINEARITIES = NONLINEARITY_NAMES  # the table in study.nonlinearities
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "lbfgs")
 STANDARDIZATIONS = ("none", "global", "per_pixel")

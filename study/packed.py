@@ -46,6 +46,7 @@ import torch.nn.functional as F
 
 from study.config import ConfigError, TrialConfig
 from study.data import Dataset, augment, load_dataset
+from study.datasets import TABLE as DATASET_TABLE
 from study.measures import MeasureContext
 from study.models import MLP, build_model, count_parameters
 from study.packed_layout import Layout, forward, hits, runs
@@ -128,7 +129,7 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
     n = datas[0].x_train.shape[0]
     full_batch = cfg0.full_batch or cfg0.batch_size >= n
     batch = n if full_batch else cfg0.batch_size
-    flip = datas[0].name in ("cifar10", "cifar100")
+    flip = DATASET_TABLE[datas[0].name].flip
     act = models[0].act
     layout = Layout([models[0].layers[0].in_features] + [layer.out_features for layer in models[0].layers])
 

@@ -22,7 +22,7 @@ import psutil
 import torch
 
 from study.config import ConfigError, TrialConfig
-from study.data import IMAGE_SHAPES, N_CLASSES
+from study.datasets import IMAGE_SHAPES, N_CLASSES
 from study.measures import transition_count as tc
 from study.models import count_parameters
 from study.nonlinearities import KINKS
@@ -198,7 +198,7 @@ _releases = 0
 
 def release_memory() -> int:
     """What a long-lived process calls after each trial: drop the trial's garbage (gc.collect: autograd
-    graphs in reference cycles), bound the per-process caches (study.data.load_raw's data sets, the
+    graphs in reference cycles), bound the per-process caches (study.raw_data.load_raw's data sets, the
     jacobian_matching teachers; both also bounded as they fill) and hand the freed heap pages back to the
     OS (glibc malloc_trim(0): without it the holes a trial's tensors left stay resident). Changes no number
     any trial computes. Returns the resident bytes after.
@@ -208,7 +208,7 @@ def release_memory() -> int:
     trial), and so did the collections Python runs by itself during the trial. Frozen objects are still
     freed when their last reference goes; only a reference cycle among them waits for the full collection
     (gc.unfreeze first) that every FULL_COLLECT_EVERY-th call makes."""
-    from study.data import trim_raw_cache
+    from study.raw_data import trim_raw_cache
     from study.regularizers.jacobian_matching import trim_teacher_cache
 
     global _releases

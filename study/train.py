@@ -16,6 +16,7 @@ import torch
 
 from study.config import TrialConfig
 from study.data import Dataset, augment
+from study.datasets import TABLE as DATASET_TABLE
 
 Penalty = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -96,7 +97,7 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
     model.train()
     x, y = data.x_train, data.y_train
     n = x.shape[0]
-    flip = data.name in ("cifar10", "cifar100")
+    flip = DATASET_TABLE[data.name].flip
 
     def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         if cfg.augment:

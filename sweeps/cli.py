@@ -113,7 +113,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         source = {"from": args.from_dir, "top": args.top, "where": args.where, "selected_trial_ids": selected}
     else:
         drawn = sample(preset, overrides, args.seed, n)  # validates every sampled TrialConfig
-    from study.data import check_available, check_sizes
+    from study.raw_data import check_available, check_sizes
 
     for planned in drawn.trials:
         check_sizes(planned.config)

@@ -45,7 +45,7 @@ def first_use_allowance(dataset: str, features: int) -> int:
     """What a trial adds to its process beyond estimate_bytes the first time this process sees its data set:
     the raw data set (float32, twice: decoded and cached) and, for the process's first trial, library code.
     Zero from then on."""
-    from study.data import SPLIT_SIZES
+    from study.datasets import SPLIT_SIZES
 
     key = (dataset, features)
     if key in _loaded:

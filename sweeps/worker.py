@@ -4,7 +4,7 @@ The worker trains and measures with `study.trial.run_trial`, labels the record (
 writes the three Parquet tables atomically (trials/ last, which marks the trial done), and only then
 reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its members' nets together with
 `study.packed.run_packed` and writes each member's ordinary record; members already recorded (a retry
-after a crash between two writes) are not trained again. The data set comes from `study.data.load_raw`,
+after a crash between two writes) are not trained again. The data set comes from `study.raw_data.load_raw`,
 cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=True)) reads it once.
 """
 

@@ -25,7 +25,7 @@ torch.set_num_threads(1)
 @pytest.fixture(autouse=True)
 def _fresh_raw_cache():
     """Data sets are cached per process; tests that write their own files need a clean cache."""
-    from study.data import load_raw
+    from study.raw_data import load_raw
 
     load_raw.cache_clear()
     yield

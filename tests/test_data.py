@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from disk_formats import write_cifar_like, write_mnist_like
-from study import data as data_mod
+from study import raw_data as data_mod
 from study.config import ConfigError, TrialConfig
-from study.data import (DataNotFoundError, augment, load_dataset, randomize_labels, standardize,
-                        stratified_subset, translate)
+from study.data import augment, load_dataset, randomize_labels, standardize, stratified_subset, translate
+from study.datasets import TABLE as DATASET_TABLE
+from study.raw_data import DataNotFoundError
 
 
 def test_mnist_idx_files_load_through_torchvision(tmp_path):
@@ -136,3 +137,30 @@ def test_translation_and_augmentation_shift_pixels():
     assert all(abs(r - 1) <= 1 and abs(c - 1) <= 1 for r, c in positions)
     flipped = augment(batch, (1, 4, 5), 0, True, gen).reshape(64, 4, 5)
     assert {tuple(torch.nonzero(o)[0].tolist()) for o in flipped} == {(1, 1), (1, 3)}
+
+
+def _write_files_for(spec, root, monkeypatch) -> None:
+    """Tiny files in the real on-disk format of a torchvision data set of the table."""
+    if spec.torchvision_class in ("MNIST", "FashionMNIST"):
+        write_mnist_like(os.path.join(root, spec.torchvision_class, "raw"), n_train=200, n_test=100)
+    elif spec.torchvision_class in ("CIFAR10", "CIFAR100"):
+        write_cifar_like(root, monkeypatch, n_classes=spec.n_classes, n_per_batch=200)
+    elif spec.source not in ("sklearn-digits", "synthetic"):
+        raise AssertionError(f"no test files for {spec.name} ({spec.source}): add a writer to tests/disk_formats.py")
+
+
+@pytest.mark.parametrize("name", DATASET_TABLE)
+def test_every_data_set_of_the_table_loads_as_declared(tmp_path, monkeypatch, name):
+    """Each entry of study.datasets: the config accepts it, and its data loads with the declared example shape
+    and class count (labels within it); splits on disk at most the declared sizes."""
+    spec = DATASET_TABLE[name]
+    monkeypatch.setattr(data_mod, "DEBIAN_FASHION_MNIST", str(tmp_path / "absent"))
+    _write_files_for(spec, str(tmp_path), monkeypatch)
+    cfg = TrialConfig(dataset=name, n_train=spec.n_classes, n_test=spec.n_classes, standardize="none")
+    data = load_dataset(cfg, data_root=str(tmp_path), download=False)
+    shape = spec.image_shape or (1, 1, cfg.synthetic_dim)
+    assert data.image_shape == shape and data.n_features == int(np.prod(shape)) and data.n_classes == spec.n_classes
+    assert int(data.y_train.max()) < spec.n_classes and int(data.y_test.max()) < spec.n_classes
+    if spec.source == "sklearn-digits":
+        xtr, _, xte, _ = data_mod.load_raw(name, None, cfg.synthetic_dim, False, 20000)
+        assert (len(xtr), len(xte)) == spec.splits

@@ -82,8 +82,9 @@ def test_a_config_bigger_than_the_trial_memory_is_refused_by_sweep(cluster, tmp_
 
 
 def test_split_sizes_match_the_data_sets():
-    """study.data.SPLIT_SIZES, which refuses n_train up front, agrees with the data load_raw returns."""
-    from study.data import DEBIAN_FASHION_MNIST, SPLIT_SIZES, load_raw
+    """study.datasets.SPLIT_SIZES, which refuses n_train up front, agrees with the data load_raw returns."""
+    from study.datasets import SPLIT_SIZES
+    from study.raw_data import DEBIAN_FASHION_MNIST, load_raw
 
     x_train, _, x_test, _ = load_raw("digits")
     assert SPLIT_SIZES["digits"] == (len(x_train), len(x_test))
