@@ -90,7 +90,7 @@ def _training_terms(cfg: TrialConfig, d: int, c: int, n: int, params: int) -> di
              "activations": n * (3 * hidden + 2 * w + 2 * d + 6 * c)}
     reg, k = cfg.regularizer, (c if cfg.regularizer in ("jacobian", "jacobian_matching") else cfg.reg_projections)
     if reg in ("jacobian", "jacobian_proj", "jacobian_matching"):  # k vector-Jacobian products, double backward
-        terms["regularizer"] = k * n * (2 * hidden + 3 * d) + (n * k * c if reg == "jacobian_proj" else 0)
+        terms["regularizer"] = k * n * (2 * hidden + 4 * d) + (n * k * c if reg == "jacobian_proj" else 0)
     elif reg == "bias_jacobian":  # its own forward, one backward to the pre-activations with create_graph
         terms["regularizer"] = n * (16 * hidden + 8 * c + 2 * d)
     elif reg == "input_noise":  # the noise and the perturbed batch
@@ -125,7 +125,7 @@ def estimate_terms(cfg: TrialConfig, chunk_size: int = 1024) -> dict[str, int]:
                                                                          temporaries 2, L-BFGS's flat copies 10
         lbfgs_history   2 min(100, max_steps) P                          the (s, y) pairs
         activations     n (3 H + 2 w + 2 d + 6 C)                        forward and backward
-        regularizer     jacobian, jacobian_matching: C n (2 H + 3 d); jacobian_proj: K n (2 H + 3 d + C) for
+        regularizer     jacobian, jacobian_matching: C n (2 H + 4 d); jacobian_proj: K n (2 H + 4 d + C) for
                         K projections (the cotangents' backward, kept for the double backward);
                         bias_jacobian: n (16 H + 8 C + 2 d); input_noise: 3 n d
         teacher         2 P + n (C (2 w + 3 d) + H)                      jacobian_matching's teacher Jacobian
@@ -137,7 +137,10 @@ def estimate_terms(cfg: TrialConfig, chunk_size: int = 1024) -> dict[str, int]:
 
     Training and the measures are added, not maxed: training's freed blocks under 4 MiB stay in the heap,
     where the measures' larger blocks do not fit. The sum bounds the peak resident growth measured in a
-    fresh process with configure_malloc in force (tests/test_resources.py, benchmarks/RESULTS.md).
+    fresh process with configure_malloc in force (tests/test_resources.py, benchmarks/RESULTS.md). The
+    Jacobian penalties' 4 d is one [k, n, d] block more than their double backward holds at once: the peak of
+    one config varies by about one such block from run to run (65-82 MiB, a 64x2 Jacobian-penalty L-BFGS
+    trial measured 11 times: allocator noise), and the estimate must cover the worst run.
     """
     d, c = n_features(cfg), N_CLASSES[cfg.dataset]
     params = count_parameters(d, cfg.width, cfg.depth, c)
