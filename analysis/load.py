@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.records import TABLES, resolve, table_schema
+from study.records import TABLES, record_path, resolve, table_schema
 
 MAX_WARNINGS = 20  # per load; beyond this the skipped files are summarized in one warning
 
@@ -47,10 +47,11 @@ def _is_hidden(name: str) -> bool:
     return name.startswith((".", "_"))
 
 
-def _list_files(fs: pafs.FileSystem, directory: str, trial_ids: Iterable[str] | None) -> list[str]:
-    """Paths of the candidate files of one table directory (hidden names excluded), sorted."""
+def _list_files(fs: pafs.FileSystem, root: str, table: str, trial_ids: Iterable[str] | None) -> list[str]:
+    """Paths of the candidate files of one table (hidden names excluded), sorted."""
+    directory = f"{root.rstrip('/')}/{table}"
     if trial_ids is not None:  # only the named trials: no listing needed
-        wanted = [f"{directory}/{tid}.parquet" for tid in sorted(set(trial_ids))]
+        wanted = [record_path(root, table, tid) for tid in sorted(set(trial_ids))]
         infos = fs.get_file_info(wanted) if wanted else []
         return [info.path for info in infos if info.type == pafs.FileType.File]
     selector = pafs.FileSelector(directory, allow_not_found=True, recursive=False)
@@ -119,7 +120,7 @@ def load_table(location: str, table: str, trial_ids: Iterable[str] | None = None
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
     schema = table_schema(table)
     fs, root = resolve(location)
-    paths = _list_files(fs, f"{root.rstrip('/')}/{table}", trial_ids)
+    paths = _list_files(fs, root, table, trial_ids)
     if max_workers is None:
         local = isinstance(fs, pafs.LocalFileSystem)
         max_workers = min(8, 2 * (os.cpu_count() or 1)) if local else 16

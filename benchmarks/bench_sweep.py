@@ -24,10 +24,10 @@ def trial_seconds(location: str, trial_ids: list[str]) -> float:
     """Sum of the trials' own time (time.total_s, measured inside run_trial) from their records."""
     import pyarrow.dataset as pads
 
-    from study.records import resolve
+    from study.records import record_path, resolve
 
     fs, root = resolve(location)
-    paths = [f"{root}/trials/{t}.parquet" for t in trial_ids]
+    paths = [record_path(root, "trials", t) for t in trial_ids]
     table = pads.dataset(paths, filesystem=fs, format="parquet").to_table(columns=["time.total_s"])
     return float(sum(v for v in table.column("time.total_s").to_pylist() if v is not None))
 

@@ -230,9 +230,15 @@ def write_atomic(location: str, relative: str, write: Callable[[Any], None]) -> 
     return final
 
 
+def record_path(root: str, table: str, trial_id: str) -> str:
+    """Where a trial's row(s) of `table` live under a results root (a local path or a resolved bucket path):
+    `<root>/<table>/<trial_id>.parquet`. The one place that names it."""
+    return f"{root.rstrip('/')}/{table}/{trial_id}.parquet" if root else f"{table}/{trial_id}.parquet"
+
+
 def write_table_atomic(location: str, table: str, trial_id: str, data: pa.Table) -> str:
-    """Write `<location>/<table>/<trial_id>.parquet` atomically (write_atomic)."""
-    return write_atomic(location, f"{table}/{trial_id}.parquet", lambda sink: pq.write_table(data, sink))
+    """Write record_path(location, table, trial_id) atomically (write_atomic)."""
+    return write_atomic(location, record_path("", table, trial_id), lambda sink: pq.write_table(data, sink))
 
 
 def write_trial(location: str, trial_id: str, record: dict[str, Any], points: pd.DataFrame,
@@ -263,7 +269,7 @@ def unreadable_records(location: str, trial_ids: set[str] | list[str]) -> list[s
 
     def unreadable(trial_id: str) -> bool:
         try:
-            with fs.open_input_file(f"{root.rstrip('/')}/trials/{trial_id}.parquet") as handle:
+            with fs.open_input_file(record_path(root, "trials", trial_id)) as handle:
                 return pq.ParquetFile(handle).metadata.num_rows < 1
         except (OSError, pa.ArrowException, ValueError):
             return True

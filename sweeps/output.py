@@ -18,7 +18,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.records import TABLES, resolve, write_atomic
+from study.records import TABLES, record_path, resolve, write_atomic
 from sweeps.memory import OOM_PREFIX
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
@@ -65,7 +65,7 @@ def record_counts(location: str, trial_ids: Iterable[str]) -> tuple[Counter, int
 
     def read(trial_id: str) -> list[tuple[str, bool]]:
         try:
-            path = f"{root.rstrip('/')}/trials/{trial_id}.parquet"
+            path = record_path(root, "trials", trial_id)
             table = pq.read_table(path, columns=["status", "error"], filesystem=fs)
         except (OSError, pa.ArrowException, ValueError):
             return [("unreadable", False)]

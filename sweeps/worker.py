@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from study.config import TrialConfig
-from study.records import SCHEMA_VERSION, hp_record, resolve, write_trial
+from study.records import SCHEMA_VERSION, hp_record, record_path, resolve, write_trial
 from study.resources import n_features, release_memory
 from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory, first_use_allowance
 
@@ -135,7 +135,7 @@ def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
 
 def _recorded(out: str, trial_id: str) -> bool:
     fs, root = resolve(out)
-    return fs.get_file_info(f"{root.rstrip('/')}/trials/{trial_id}.parquet").type != pafs.FileType.NotFound
+    return fs.get_file_info(record_path(root, "trials", trial_id)).type != pafs.FileType.NotFound
 
 
 def write_error(out: str, item: dict[str, Any], message: str) -> bool:

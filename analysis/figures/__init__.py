@@ -17,11 +17,11 @@ from analysis.figures.manifold import draw_manifold, fig5_manifold, trajectory_v
 from analysis.figures.pairs import draw_pairs, fig4_pairs, pair_differences
 from analysis.figures.per_point import draw_per_point, fig3_per_point, per_point_bounds
 from analysis.figures.regions import draw_linear_regions, fig6_linear_regions, region_map
-from analysis.figures.regularizers import draw_fig7, draw_regularizers, fig7_regularizers
+from analysis.figures.regularizers import draw_regularizers, fig7_regularizers
 from analysis.figures.scatter import draw_jacobian_vs_gap, draw_transitions, fig1_jacobian_vs_gap, fig2_transitions
 
 __all__ = [
-    "draw_fig7", "draw_jacobian_vs_gap", "draw_linear_regions", "draw_manifold", "draw_pairs", "draw_per_point",
+    "draw_jacobian_vs_gap", "draw_linear_regions", "draw_manifold", "draw_pairs", "draw_per_point",
     "draw_regularizers", "draw_transitions", "fig1_jacobian_vs_gap", "fig2_transitions", "fig3_per_point",
     "fig4_pairs", "fig5_manifold", "fig6_linear_regions", "fig7_regularizers", "pair_differences",
     "per_point_bounds", "region_map", "trajectory_values",

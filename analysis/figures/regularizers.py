@@ -186,7 +186,6 @@ def draw_regularizers(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -
     return fig
 
 
-draw_fig7 = draw_regularizers  # the name the figure goes by in the report
 
 
 def fig7_regularizers(trials: pd.DataFrame, out_dir: str, n_boot: int = 1000, seed: int = 0) -> list[str]:

@@ -17,14 +17,6 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return torch.nn.functional.cross_entropy(logits.double(), y, reduction="none"), logits.argmax(dim=1) == y
 
 
-def pointwise_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   chunk_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-point cross-entropy loss [B], per-point correctness [B] as bool)."""
-    with torch.no_grad():
-        logits = torch.cat([model(x[lo:lo + chunk_size]) for lo in range(0, x.shape[0], chunk_size)])
-    return loss_and_correct(logits, y)
-
-
 @register("pointwise")
 def measure(ctx: MeasureContext) -> MeasureOutput:
     frames = []

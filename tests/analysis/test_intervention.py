@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis import load_trials
-from analysis.figures import draw_fig7, fig7_regularizers
+from analysis.figures import draw_regularizers, fig7_regularizers
 from analysis.intervention import (conclusion, conclusion_sentence, bootstrap_statistic, intervention_effects,
                                    regularizer_pairs)
 from analysis.report import build_report
@@ -213,7 +213,7 @@ def _text(fig) -> list[str]:
 
 
 def test_fig7_files_and_labelled_axes(trials, tmp_path):
-    fig = draw_fig7(trials[0], n_boot=100)
+    fig = draw_regularizers(trials[0], n_boot=100)
     panels = [ax for ax in fig.axes if ax.collections]
     assert len(panels) == 6  # 2 regularizers x 3 rows
     labels = " ".join(_text(fig))
@@ -230,7 +230,7 @@ def test_fig7_without_pairs_says_so(trials, case, tmp_path):
     table = trials[0]
     table = table[table["hp.regularizer"] == "none"] if case == "no_regularized" else \
         table[table["hp.regularizer"] != "none"]
-    fig = draw_fig7(table)
+    fig = draw_regularizers(table)
     text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     expected = "No regularized trials" if case == "no_regularized" else "none with an unregularized twin"
     assert expected in text
