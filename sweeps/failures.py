@@ -75,8 +75,9 @@ def node_resources() -> list[dict[str, float]]:
     return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
-def largest_node_memory() -> float:
-    return max((n.get("memory", 0.0) for n in node_resources()), default=0.0)
+def largest_node_memory(nodes: list[dict[str, float]] | None = None) -> float:
+    """The largest `memory` resource among `nodes` (default: the live Ray nodes); 0 if none."""
+    return max((n.get("memory", 0.0) for n in (node_resources() if nodes is None else nodes)), default=0.0)
 
 
 def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[str],

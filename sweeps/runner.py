@@ -33,7 +33,7 @@ from typing import Any, Iterator
 import psutil
 
 from study.records import completed_trial_ids, unreadable_records
-from sweeps.failures import item_of, node_resources, plan_retries, write_error_rows
+from sweeps.failures import item_of, largest_node_memory, node_resources, plan_retries, write_error_rows
 from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
@@ -121,7 +121,7 @@ def _resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
     from ray import tune
 
     cpu, gpu, nodes = settings.resources["cpu"], settings.resources["gpu"], node_resources()
-    cap = max((n.get("memory", 0.0) for n in nodes), default=0.0) or float("inf")
+    cap = largest_node_memory(nodes) or float("inf")
     uniform = uniform_reservation([int(i["memory"]) for i in chunk_items], nodes, cpu, gpu)
     return lambda config: tune.PlacementGroupFactory(
         [{"CPU": cpu, "GPU": gpu, "memory": min(float(uniform or config["item"]["memory"]), cap)}])

@@ -25,8 +25,8 @@ Sampled count (smooth nets). Without kinks a layer's output is not affine on a p
 does not apply. Crossings of different units coincide with probability zero, so the count is the sum over
 hidden units of each unit's sign changes along the curve; each unit's are counted between m equally spaced
 samples, m doubling from START_SAMPLES (the samples already taken are kept while they fit in REUSE_BYTES,
-and each doubling evaluates only the new midpoints; beyond, each level is recounted in chunks) until two doublings in a row leave the sum unchanged (converged) or m reaches
-`max_samples`. The first layer is evaluated on the curve's own low-dimensional parameterization (3 numbers
+and each doubling evaluates only the new midpoints; beyond, each level is recounted in chunks) until two
+doublings in a row leave the sum unchanged (converged) or m reaches `max_samples`. The first layer is evaluated on the curve's own low-dimensional parameterization (3 numbers
 per unit for an ellipse, the vertices for a polyline), so the input dimension does not enter a sample's
 cost. Counting per unit, not whole patterns, is what makes this converge at a coarse m: sampling whole
 patterns merges crossings of *different* units closer than the spacing, and with thousands of crossings

@@ -30,10 +30,7 @@ def _root() -> Path:
 
 
 def _rules() -> dict | None:
-    try:
-        return json.loads((_root() / "rules.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return _read(_root() / "rules.json")
 
 
 def _create(path: Path, text: str) -> bool:
@@ -140,15 +137,16 @@ class Faults:
 
     def crash(self, trial_id: str, how: str) -> None:
         """Attempts of `trial_id` die just before writing: 'once' (the first) or 'always'."""
-        crash = dict((_read(self.root / "rules.json") or {}).get("crash") or {})
-        crash[trial_id] = how
-        self._update(crash=crash)
+        self._add_rule("crash", trial_id, how)
 
     def balloon(self, trial_id: str, how: str) -> None:
         """Attempts of `trial_id` grow without bound before training: 'once' (the first) or 'always'."""
-        balloon = dict((_read(self.root / "rules.json") or {}).get("balloon") or {})
-        balloon[trial_id] = how
-        self._update(balloon=balloon)
+        self._add_rule("balloon", trial_id, how)
+
+    def _add_rule(self, kind: str, trial_id: str, how: str) -> None:
+        rules = dict((_read(self.root / "rules.json") or {}).get(kind) or {})
+        rules[trial_id] = how
+        self._update(**{kind: rules})
 
     def release(self) -> None:
         (self.root / "release").touch()
