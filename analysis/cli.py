@@ -2,7 +2,7 @@
 
     sensitivity analyze results/ [--out results/report] [--data-root ~/data]
 
-The lead's `study.cli` wires this in with `add_arguments(subparser)` and `run(args)`.
+The command itself (`sweeps.command`) wires this in with `add_arguments(parser)` and `run(args)`.
 """
 
 from __future__ import annotations

@@ -1,20 +1,17 @@
-"""The `sensitivity` command: `trial` (one network), `sweep` (Ray Tune), `analyze` (figures and report).
+"""`sensitivity trial --set FIELD=VALUE ...`: train and measure one network, write its three tables.
 
-Bad input is one line on stderr and exit status 2, before any work starts.
+The command itself (`sweeps.command`) wires this in with `add_arguments(parser)` and `run(args)`, like
+`sweep` and `analyze`. Bad input is one line on stderr and exit status 2, before any work starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import sys
 
-from study.config import ConfigError, TrialConfig, parse_assignment
+from study.config import TrialConfig, parse_assignment
 
 
-def _trial_parser(sub) -> None:
-    p = sub.add_parser("trial", help="train and measure one network",
-                       description="Train one network to 100%% train accuracy and write its three tables.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="a TrialConfig field (repeatable), e.g. --set width=256 --set dataset=fashion_mnist")
     p.add_argument("--out", default="results/trials", help="output directory or s3:// URI (default: %(default)s)")
@@ -23,7 +20,6 @@ def _trial_parser(sub) -> None:
     p.add_argument("--data-root", default=None, help="where data sets live (default: $SENSITIVITY_DATA_ROOT "
                    "or ~/.cache/sensitivity-study/data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_trial_command)
 
 
 def config_from_sets(assignments: list[str]) -> TrialConfig:
@@ -31,7 +27,7 @@ def config_from_sets(assignments: list[str]) -> TrialConfig:
     return TrialConfig.from_dict(values)
 
 
-def run_trial_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from study.raw_data import check_available, check_sizes
@@ -81,38 +77,3 @@ def summary(record: dict) -> str:
         f"  time: train {num('time.train_s', '.1f')} s, measures {num('time.measure_s', '.1f')} s",
     ]
     return "\n".join(lines)
-
-
-_DELEGATED = {"sweep": ("sweeps.cli", "run a preset sweep of trials on Ray Tune"),
-              "analyze": ("analysis.cli", "figures, statistics and report from a results directory")}
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The full parser; `sweep` and `analyze` import their (heavier) modules only when they are the command."""
-    parser = argparse.ArgumentParser(prog="sensitivity", description="Sensitivity vs generalization studies.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    _trial_parser(sub)
-    for name, (module, text) in _DELEGATED.items():
-        p = sub.add_parser(name, help=text, description=text)
-        if name == command:
-            mod = importlib.import_module(module)
-            mod.add_arguments(p)
-            p.set_defaults(func=mod.run)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"sensitivity {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"sensitivity {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,13 +24,12 @@ from dataclasses import dataclass
 
 from study.config import ConfigError
 from study.records import check_writable
+from study.schema import STATUSES
 from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
 from sweeps.cluster import check_resources, ray_session
 from sweeps.runner import RunReport, RunSettings, execute
 from sweeps.sampling import Sample, expand_bases, parse_overrides, sample
-
-STATUS_ORDER = ("ok", "not_fit", "diverged", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,8 +144,8 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
 def summary(plan: Plan, report: RunReport, counts: dict, seconds: float, out_of_memory: int = 0) -> str:
     n = len(plan.sample.trials)
     ran = sum(c.trials for c in report.chunks)
-    by_status = ", ".join(f"{s} {counts[s]}" for s in STATUS_ORDER if counts.get(s)) or "none"
-    others = ", ".join(f"{s} {c}" for s, c in counts.items() if s not in STATUS_ORDER)
+    by_status = ", ".join(f"{s} {counts[s]}" for s in STATUSES if counts.get(s)) or "none"
+    others = ", ".join(f"{s} {c}" for s, c in counts.items() if s not in STATUSES)
     lines = [f"sweep {plan.sample.sweep_id} ({plan.preset}, N={plan.sample.requested}, seed {plan.seed}): "
              f"{sum(counts.values())} of {n} trials recorded under {plan.settings.out}",
              f"  by status: {by_status}" + (f", {others}" if others else "")
@@ -215,6 +214,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    from study.cli import main
+    from sweeps.command import main
 
     sys.exit(main(["sweep", *sys.argv[1:]]))

@@ -5,7 +5,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from study.cli import main
+from sweeps.command import main
 
 
 def test_trial_command_writes_tables_and_prints_a_summary(tmp_path, capsys):
@@ -29,7 +29,7 @@ def test_trial_command_writes_tables_and_prints_a_summary(tmp_path, capsys):
 ])
 def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path, args, fragment):
     out = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "trial", *args, "--out", str(out), "--no-progress"],
+    proc = subprocess.run([sys.executable, "-m", "sweeps.command", "trial", *args, "--out", str(out), "--no-progress"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "SENSITIVITY_DATA_ROOT": str(tmp_path / "data")})
     assert proc.returncode == 2, proc.stderr

@@ -45,12 +45,12 @@ def sweep(*argv: str, log: Callable[[str], None] = lambda text: None):
 
 def cli(*argv: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """`sensitivity ARGV` as a subprocess (its own Ray, when it starts one)."""
-    return subprocess.run([sys.executable, "-m", "study.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sweeps.command", *argv], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **LOOPBACK, **(env or {})})
 
 
 def popen_cli(*argv: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "study.cli", *argv], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sweeps.command", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **LOOPBACK, **(env or {})})
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from .helpers import listing
-from study.cli import main
+from sweeps.command import main
 
 TRIAL_FLAGS = ("--no-progress", "--device", "cpu")
 

@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from .helpers import Saboteur, listing, planned_ids, records, sweep, wait_for
-from study.cli import main
+from sweeps.command import main
 from study.records import completed_trial_ids
 
 

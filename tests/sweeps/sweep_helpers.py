@@ -20,12 +20,12 @@ def sweep_args(*argv: str) -> argparse.Namespace:
 
 
 def run_cli(*argv: str, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study.cli", "sweep", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sweeps.command", "sweep", *argv], capture_output=True, text=True,
                           timeout=timeout, env={**os.environ, **LOOPBACK, **(env or {})})
 
 
 def popen_cli(*argv: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "study.cli", "sweep", *argv], stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "sweeps.command", "sweep", *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, **LOOPBACK, **(env or {})})
 
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from study.cli import main
+from sweeps.command import main
 from sweeps import output
 from sweeps.cli import prepare
 from sweep_helpers import free_port, run_cli, sweep_args

@@ -58,7 +58,7 @@ def test_sweep_to_an_object_store_writes_every_record_and_a_rerun_skips_them(ray
 
 
 def test_a_missing_bucket_is_refused_before_anything_starts(s3_endpoint, capsys):
-    from study.cli import main
+    from sweeps.command import main
 
     uri = f"s3://no-such-bucket/x?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
     assert main(["sweep", "smoke", "--out", uri]) == 2

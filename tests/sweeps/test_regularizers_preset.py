@@ -9,9 +9,10 @@ import os
 import pandas as pd
 import pytest
 
-from study.cli import main
+from sweeps.command import main
 from study.config import UNREGULARIZED, ConfigError, TrialConfig
-from study.records import config_from_record, hp_record, write_trial
+from study.schema import config_from_record, hp_record
+from study.records import write_trial
 from sweep_helpers import records, sweep_args
 from sweeps.cli import prepare, sweep
 from sweeps.feedback import select_bases

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis.load import load_points
-from study.cli import main
+from sweeps.command import main
 from sweep_helpers import records, sweep_args
 from sweeps.cli import sweep
 from sweeps.presets import SMOKE

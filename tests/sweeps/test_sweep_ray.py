@@ -117,7 +117,7 @@ def test_pairs_preset_links_the_two_trials_of_each_pair(ray_cluster, tmp_path):
 
 
 def test_configs_that_do_not_fit_a_trials_memory_share_are_refused_up_front(ray_cluster, tmp_path, capsys):
-    from study.cli import main
+    from sweeps.command import main
 
     out = tmp_path / "out"
     assert main(["sweep", "smoke", "--out", str(out), "--set", "width=200000", "--set", "depth=3"]) == 2
