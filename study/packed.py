@@ -27,7 +27,7 @@ Sums over a minibatch are done by different kernels (bmm instead of mm), so the 
 float32 rounding, not bit for bit (tests/test_packed.py). Long chaotic trainings (random labels,
 thousands of Adam steps) amplify that rounding as they would any other change of summation order
 (threads, BLAS, GPU): such a net can end in another minimum. Records carry `env.pack_size`.
-After training every net is measured exactly as run_trial does (study.trial.run_measures on its own
+After training every net is measured exactly as run_trial does (study.trial.finish_trial on its own
 MLP and data), so its records are run_trial's records.
 
 `time.train_s` of a packed net is its share of the pack's training wall time: the time until it
@@ -36,25 +36,22 @@ left the pack divided by the pack size. benchmarks/bench_packed.py measures the 
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass, fields
 
-import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from study.config import ConfigError, TrialConfig
 from study.data import Dataset, augment, load_dataset
 from study.datasets import TABLE as DATASET_TABLE
-from study.measures import MeasureContext
 from study.models import MLP, build_model, count_parameters
 from study.packed_layout import Layout, forward, hits, runs
 from study.packed_optim import PACKABLE_OPTIMIZERS, PackedOptimizer
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
 from study.train import Minibatches, Penalty, TrainOutcome
-from study.trial import TrialResult, _base_record, run_measures, run_trial
+from study.trial import TrialResult, base_record, finish_trial, run_trial
 
 # Fields that may differ inside a pack; every other TrialConfig field is part of the pack key
 # (so a field added to TrialConfig later separates packs until someone decides otherwise).
@@ -290,7 +287,7 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
     for cfg in cfgs:
         t0 = time.perf_counter()
         data = load_dataset(cfg, data_root=data_root, device=device, download=download)
-        record = _base_record(cfg, device, pack_size=len(cfgs))
+        record = base_record(cfg, device, pack_size=len(cfgs))
         record.update({"data.n_features": data.n_features, "data.n_classes": data.n_classes,
                        "model.n_params": count_parameters(data.n_features, cfg.width, cfg.depth, data.n_classes)})
         model = build_model(cfg, data.n_features, data.n_classes, device)
@@ -303,32 +300,5 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
         raise
     except Exception:  # noqa: BLE001 -- alone, each trial records (or avoids) the error itself
         return one_by_one()
-    return [_finish(p, outcome, device) for p, outcome in zip(prepared, outcomes)]
-
-
-def _finish(p: _Prepared, outcome: TrainOutcome, device: torch.device) -> TrialResult:
-    """The rest of run_trial for a trained net: status, measures, tables."""
-    cfg, record = p.cfg, p.record
-    points = pd.DataFrame(columns=["split", "index"])
-    trajectories = pd.DataFrame(columns=["kind"])
-    measure_s = 0.0
-    try:
-        record.update({"status": outcome.status, "error": outcome.message or None, "train.steps": outcome.steps,
-                       "time.train_s": outcome.seconds})
-        if outcome.status != "diverged":
-            t1 = time.perf_counter()
-            ctx = MeasureContext(cfg=cfg, model=p.model, data=p.data, device=device)
-            measured, points, trajectories = run_measures(ctx)
-            record.update(measured)
-            measure_s = time.perf_counter() - t1
-            record["time.measure_s"] = measure_s
-    except ConfigError:
-        raise
-    except Exception as exc:  # recorded, never a crash (as run_trial)
-        record["status"] = "error"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    record["time.total_s"] = p.data_s + outcome.seconds + measure_s
-    record["created_at"] = dt.datetime.now(dt.timezone.utc)
-    points = points.assign(trial_id=cfg.trial_id) if len(points) else points
-    trajectories = trajectories.assign(trial_id=cfg.trial_id) if len(trajectories) else trajectories
-    return TrialResult(cfg, record, points, trajectories, p.model)
+    return [finish_trial(p.cfg, p.record, p.model, p.data, device, outcome, p.data_s + outcome.seconds)
+            for p, outcome in zip(prepared, outcomes)]

@@ -1,4 +1,4 @@
-"""The three result tables, their versioned schemas, and atomic Parquet writing.
+"""Where a trial's records live and how they are written: atomically, locally or on an object store.
 
 Layout under an output location (a local directory or an `s3://bucket/prefix` URI):
 
@@ -9,6 +9,7 @@ Layout under an output location (a local directory or an `s3://bucket/prefix` UR
 `trials/` is written last, so a trial file's presence means its record is complete. Every file
 is written to a hidden temporary name and then renamed (local), or uploaded in one PUT (object
 stores, where an object only appears once complete); readers ignore names starting with '.'.
+What the tables hold (their columns and types) is study.schema.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import os
 import tempfile
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
 from typing import Any, Callable
 
 import pandas as pd
@@ -25,141 +25,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.config import ConfigError, TrialConfig
-
-SCHEMA_VERSION = 1
-TABLES = ("trials", "points", "trajectories")
-STATUSES = ("ok", "not_fit", "diverged", "error")
-
-_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
-
-# Columns of the trials table besides hp.<field>: name -> arrow type.
-TRIAL_COLUMNS: dict[str, pa.DataType] = {
-    "trial_id": pa.string(),
-    "schema_version": pa.int32(),
-    "status": pa.string(),
-    "error": pa.string(),
-    "pair_id": pa.string(),
-    "pair.factor": pa.string(),
-    "model.n_params": pa.int64(),
-    "model.n_neurons": pa.int64(),
-    "data.n_features": pa.int64(),
-    "data.n_classes": pa.int64(),
-    "train.steps": pa.int64(),
-    "train.loss": pa.float64(),
-    "train.accuracy": pa.float64(),
-    "train.accuracy_true_labels": pa.float64(),
-    "test.loss": pa.float64(),
-    "test.accuracy": pa.float64(),
-    "gap.loss": pa.float64(),
-    "gap.accuracy": pa.float64(),
-    "measure.jacobian_test": pa.float64(),
-    "measure.jacobian_train": pa.float64(),
-    "measure.logit_jacobian_test": pa.float64(),
-    "measure.logit_jacobian_train": pa.float64(),
-    "measure.logit_jacobian_sq_test": pa.float64(),
-    "measure.transitions_test": pa.float64(),
-    "measure.transitions_train": pa.float64(),
-    "measure.transitions_random": pa.float64(),
-    "measure.transitions_translation": pa.float64(),
-    "measure.jacobian_trajectory_train": pa.float64(),
-    "measure.jacobian_trajectory_random": pa.float64(),
-    "measure.param_norm": pa.float64(),
-    "measure.spectral_product": pa.float64(),
-    "measure.path_norm": pa.float64(),
-    "measure.margin": pa.float64(),
-    "measure.spectral_margin": pa.float64(),
-    "time.data_s": pa.float64(),
-    "time.train_s": pa.float64(),
-    "time.measure_s": pa.float64(),
-    "time.total_s": pa.float64(),
-    "env.device": pa.string(),
-    "env.torch": pa.string(),
-    "env.threads": pa.int64(),  # torch threads the trial ran with
-    "env.pack_size": pa.int64(),  # nets trained together (study.packed); 1: alone
-    "env.node": pa.string(),  # Ray node id of the worker that ran the trial (hostname outside Ray)
-    "env.worker": pa.string(),  # hostname:pid of that worker process
-    "sweep.id": pa.string(),  # sweeps.sampling.sweep_id of the sweep that asked for the trial
-    "created_at": pa.timestamp("us", tz="UTC"),
-}
-
-POINT_COLUMNS: dict[str, pa.DataType] = {
-    "trial_id": pa.string(),
-    "split": pa.string(),  # "train" | "test"
-    "index": pa.int64(),  # row of the split in load_dataset(cfg)
-    "label": pa.int64(),  # the label trained on (train) or the true label (test)
-    "loss": pa.float64(),  # -log softmax(h(x))_label
-    "correct": pa.bool_(),
-    "jacobian": pa.float64(),  # ||d softmax / dx||_F
-    "logit_jacobian": pa.float64(),  # ||d logits / dx||_F
-    "jacobian_y": pa.float64(),  # ||d softmax_label / dx||_2
-}
-
-TRAJECTORY_COLUMNS: dict[str, pa.DataType] = {
-    "trial_id": pa.string(),
-    "kind": pa.string(),  # train_same_class | train_diff_class | test | random | translation
-    "index": pa.int64(),  # which trajectory of its kind
-    "transitions": pa.int64(),
-    "method": pa.string(),  # exact | sampled
-    "resolution": pa.int64(),  # sample intervals m of the final pass (sampled) or kink events examined (exact)
-    "converged": pa.bool_(),
-    "length": pa.float64(),  # Euclidean length of the trajectory in input space
-    "jacobian_mean": pa.float64(),  # mean ||d softmax/dx||_F over trajectory_points points
-    "jacobian_max": pa.float64(),
-}
-
-
-def hp_columns() -> dict[str, pa.DataType]:
-    return {f"hp.{f.name}": _ARROW_TYPES[f.type] for f in fields(TrialConfig)}
-
-
-def table_schema(table: str) -> pa.Schema:
-    """The explicit Arrow schema of one table (trials include hp.<every TrialConfig field>)."""
-    if table == "trials":
-        columns = dict(TRIAL_COLUMNS)
-        columns.update(hp_columns())
-    elif table == "points":
-        columns = POINT_COLUMNS
-    elif table == "trajectories":
-        columns = TRAJECTORY_COLUMNS
-    else:
-        raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
-    return pa.schema([pa.field(name, kind) for name, kind in columns.items()],
-                     metadata={b"schema_version": str(SCHEMA_VERSION).encode()})
-
-
-def hp_record(cfg: TrialConfig) -> dict[str, Any]:
-    return {f"hp.{k}": v for k, v in cfg.canonical().items()}
-
-
-def config_from_record(row: Any, **reset: Any) -> TrialConfig:
-    """The TrialConfig a trials row records (the inverse of hp_record): its hp.* columns, null or missing ones
-    (an older record) taking their defaults, then the `reset` fields replaced. `row`: a dict or pandas Series."""
-    values = {}
-    for name in TrialConfig.field_names():
-        value = row.get(f"hp.{name}")
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            continue
-        values[name] = value.item() if hasattr(value, "item") else value
-    return TrialConfig.from_dict({**values, **reset})
-
-
-def to_table(table: str, rows: pd.DataFrame | list[dict[str, Any]]) -> pa.Table:
-    """Rows conformed to the table's schema: missing columns become nulls, extra columns are an error."""
-    schema = table_schema(table)
-    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
-    extra = sorted(set(frame.columns) - set(schema.names))
-    if extra:
-        raise ValueError(f"columns not in the {table} schema: {extra}")
-    arrays = []
-    for fld in schema:
-        if fld.name in frame.columns:
-            values = frame[fld.name].tolist()
-            values = [None if (isinstance(v, float) and v != v) else v for v in values]
-            arrays.append(pa.array(values, type=fld.type))
-        else:
-            arrays.append(pa.nulls(len(frame), type=fld.type))
-    return pa.Table.from_arrays(arrays, schema=schema)
+from study.config import ConfigError
+from study.schema import to_table
 
 
 def resolve(location: str) -> tuple[pafs.FileSystem, str]:

@@ -17,13 +17,14 @@ import torch
 
 from study import measures as measure_registry
 from study.config import ConfigError, TrialConfig
-from study.data import load_dataset
+from study.data import Dataset, load_dataset
 from study.measures import MeasureContext
 from study.models import build_model, count_parameters
-from study.records import SCHEMA_VERSION, hp_record, write_trial
+from study.schema import SCHEMA_VERSION, hp_record
+from study.records import write_trial
 from study.regularizers import make_penalty
 from study.resources import check_memory, resolve_device
-from study.train import train
+from study.train import TrainOutcome, train
 
 
 @dataclass
@@ -47,25 +48,25 @@ class TrialResult:
         write_trial(location, self.trial_id, self.record, self.points, self.trajectories)
 
 
-def _base_record(cfg: TrialConfig, device: torch.device, pack_size: int = 1) -> dict:
+def base_record(cfg: TrialConfig, device: torch.device | None = None, pack_size: int = 1) -> dict:
     """What every record starts with: ids, status "error" until set, the hp.* columns and what the trial ran
     on (device, torch version, torch threads, how many nets were trained together: float32 rounding depends
-    on all of these, and long chaotic trainings can amplify it)."""
-    record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": None,
-              "env.device": str(device), "env.torch": torch.__version__, "env.threads": torch.get_num_threads(),
-              "env.pack_size": pack_size}
+    on all of these, and long chaotic trainings can amplify it). Without a device (a row the driver writes
+    for a trial whose worker died) the env.* columns are left out: the driver's are not the trial's."""
+    record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": None}
+    if device is not None:
+        record.update({"env.device": str(device), "env.torch": torch.__version__,
+                       "env.threads": torch.get_num_threads(), "env.pack_size": pack_size})
     record.update(hp_record(cfg))
     return record
 
 
-def run_measures(ctx: MeasureContext, names: list[str] | None = None) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+def run_measures(ctx: MeasureContext) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Run the registered measures; merge their records, point columns and trajectory rows."""
     record: dict = {}
     points: pd.DataFrame | None = None
     trajectories = []
-    for name, fn in measure_registry.MEASURES.items():
-        if names is not None and name not in names:
-            continue
+    for fn in measure_registry.MEASURES.values():
         out = fn(ctx)
         record.update(out.record)
         if out.points is not None:
@@ -75,6 +76,46 @@ def run_measures(ctx: MeasureContext, names: list[str] | None = None) -> tuple[d
     points = points if points is not None else pd.DataFrame(columns=["split", "index"])
     trajectories_frame = pd.concat(trajectories, ignore_index=True) if trajectories else pd.DataFrame(columns=["kind"])
     return record, points, trajectories_frame
+
+
+def _failed(record: dict, exc: Exception) -> None:
+    record["status"] = "error"
+    record["error"] = f"{type(exc).__name__}: {exc}"
+
+
+def close_record(cfg: TrialConfig, record: dict, total_s: float | None = None, points: pd.DataFrame | None = None,
+                 trajectories: pd.DataFrame | None = None, model: torch.nn.Module | None = None) -> TrialResult:
+    """The one place a record is closed, for every path (alone, packed, the driver's row for a trial whose
+    worker died): total time, creation time, the trial id on every point and trajectory row."""
+    points = pd.DataFrame(columns=["split", "index"]) if points is None else points
+    trajectories = pd.DataFrame(columns=["kind"]) if trajectories is None else trajectories
+    if total_s is not None:
+        record["time.total_s"] = total_s
+    record["created_at"] = dt.datetime.now(dt.timezone.utc)
+    points = points.assign(trial_id=cfg.trial_id) if len(points) else points
+    trajectories = trajectories.assign(trial_id=cfg.trial_id) if len(trajectories) else trajectories
+    return TrialResult(cfg, record, points, trajectories, model)
+
+
+def finish_trial(cfg: TrialConfig, record: dict, model: torch.nn.Module, data: Dataset, device: torch.device,
+                 outcome: TrainOutcome, spent_s: float) -> TrialResult:
+    """A trained net's status, measures (none for a diverged net) and closed record, alone or packed;
+    `spent_s` is the time the trial took before its measures."""
+    points = trajectories = None
+    t1 = time.perf_counter()
+    try:
+        record.update({"status": outcome.status, "error": outcome.message or None, "train.steps": outcome.steps,
+                       "time.train_s": outcome.seconds})
+        if outcome.status != "diverged":  # a diverged net has no meaningful measures: left empty
+            ctx = MeasureContext(cfg=cfg, model=model, data=data, device=device)
+            measured, points, trajectories = run_measures(ctx)
+            record.update(measured)
+            record["time.measure_s"] = time.perf_counter() - t1
+    except ConfigError:
+        raise
+    except Exception as exc:  # recorded, never a crash: the sweep goes on
+        _failed(record, exc)
+    return close_record(cfg, record, spent_s + time.perf_counter() - t1, points, trajectories, model)
 
 
 def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: str | None = None,
@@ -88,32 +129,18 @@ def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: s
     check_memory(cfg, device)
     penalty = make_penalty(cfg)  # validates the regularizer before any work
     data = load_dataset(cfg, data_root=data_root, device=device, download=download)
-    record = _base_record(cfg, device)
+    record = base_record(cfg, device)
     record.update({"data.n_features": data.n_features, "data.n_classes": data.n_classes,
                    "model.n_params": count_parameters(data.n_features, cfg.width, cfg.depth, data.n_classes),
                    "time.data_s": time.perf_counter() - t0})
     model = None
-    points = pd.DataFrame(columns=["split", "index"])
-    trajectories = pd.DataFrame(columns=["kind"])
     try:
         model = build_model(cfg, data.n_features, data.n_classes, device)
         record["model.n_neurons"] = model.n_neurons()
         outcome = train(model, data, cfg, penalty=penalty, progress=progress)
-        record.update({"status": outcome.status, "error": outcome.message or None, "train.steps": outcome.steps,
-                       "time.train_s": outcome.seconds})
-        if outcome.status != "diverged":  # a diverged net has no meaningful measures: left empty
-            t1 = time.perf_counter()
-            ctx = MeasureContext(cfg=cfg, model=model, data=data, device=device)
-            measured, points, trajectories = run_measures(ctx)
-            record.update(measured)
-            record["time.measure_s"] = time.perf_counter() - t1
     except ConfigError:
         raise
     except Exception as exc:  # recorded, never a crash: the sweep goes on
-        record["status"] = "error"
-        record["error"] = f"{type(exc).__name__}: {exc}"
-    record["time.total_s"] = time.perf_counter() - t0
-    record["created_at"] = dt.datetime.now(dt.timezone.utc)
-    points = points.assign(trial_id=cfg.trial_id) if len(points) else points
-    trajectories = trajectories.assign(trial_id=cfg.trial_id) if len(trajectories) else trajectories
-    return TrialResult(cfg, record, points, trajectories, model)
+        _failed(record, exc)
+        return close_record(cfg, record, time.perf_counter() - t0, model=model)
+    return finish_trial(cfg, record, model, data, device, outcome, time.perf_counter() - t0)

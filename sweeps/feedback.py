@@ -29,7 +29,7 @@ from collections import Counter
 import pandas as pd
 
 from study.config import ConfigError, TrialConfig
-from study.records import config_from_record
+from study.schema import config_from_record
 from sweeps.presets import Preset
 
 EXAMPLE_WHERE = '"`hp.width` >= 256 and `gap.loss` > 0.5"'

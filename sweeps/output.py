@@ -18,7 +18,9 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.records import TABLES, record_path, resolve, write_atomic
+from study.schema import TABLES
+
+from study.records import record_path, resolve, write_atomic
 from sweeps.memory import OOM_PREFIX
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer

@@ -11,7 +11,6 @@ cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import math
 import os
 import socket
@@ -21,8 +20,9 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from study.config import TrialConfig
-from study.records import SCHEMA_VERSION, hp_record, record_path, resolve, write_trial
+from study.records import record_path, resolve, write_trial
 from study.resources import n_features, release_memory
+from study.trial import base_record, close_record, run_trial
 from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory, first_use_allowance
 
 
@@ -91,8 +91,6 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """Train, measure and write one study trial or pack; what the progress table shows of it."""
-    from study.trial import run_trial
-
     if "pack" in item:
         return _train_pack(item, run)
     cfg = TrialConfig(**item["cfg"])
@@ -126,11 +124,10 @@ def trainable(config: dict[str, Any]) -> None:
 def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
     """The trial row the driver writes when Tune gave up on a trial (its worker died every attempt)."""
     cfg = TrialConfig(**item["cfg"])
-    record = {"trial_id": cfg.trial_id, "schema_version": SCHEMA_VERSION, "status": "error", "error": message,
-              "pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
-              "sweep.id": item.get("sweep_id"), "created_at": dt.datetime.now(dt.timezone.utc)}
-    record.update(hp_record(cfg))
-    return record
+    record = base_record(cfg)
+    record.update({"error": message, "pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
+                   "sweep.id": item.get("sweep_id")})
+    return close_record(cfg, record).record
 
 
 def _recorded(out: str, trial_id: str) -> bool:

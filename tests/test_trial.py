@@ -5,7 +5,7 @@ import torch
 
 from study import TrialConfig, load_dataset, run_trial
 from study.config import ConfigError
-from study.records import table_schema
+from study.schema import table_schema
 from study.resources import ResourceError, check_memory, estimate_bytes, resolve_device
 
 FAST = dict(dataset="digits", n_train=200, n_test=100, width=32, depth=3, max_steps=400, eval_every=50,

@@ -136,7 +136,9 @@ def spectral_over_margin(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return _over_margin(spectral_norms(model), margin(model, x, y, quantile, chunk_size))
 
 
-@register("baselines")
+@register("baselines", record={"measure.param_norm": "float", "measure.spectral_product": "float",
+                                "measure.path_norm": "float", "measure.margin": "float",
+                                "measure.spectral_margin": "float"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     """The five baselines as trial columns; margins over the training points, labels as trained."""
     norms = spectral_norms(ctx.model)

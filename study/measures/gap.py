@@ -15,7 +15,8 @@ def generalization_gap(train_loss: float, test_loss: float, train_acc: float, te
     return {"gap.loss": test_loss - train_loss, "gap.accuracy": train_acc - test_acc}
 
 
-@register("gap")
+@register("gap", record={"train.loss": "float", "train.accuracy": "float", "train.accuracy_true_labels": "float",
+                          "test.loss": "float", "test.accuracy": "float", "gap.loss": "float", "gap.accuracy": "float"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     data = ctx.data
     tr_loss, tr_ok = loss_and_correct(ctx.logits("train"), data.y_train)

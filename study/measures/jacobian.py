@@ -39,7 +39,7 @@ def _slopes(act: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def _softmax_times(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+def softmax_times(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """S G for S = diag(p) - p p^T, batched: p [B, C], g [B, C, k] -> [B, C, k]."""
     return p[:, :, None] * (g - torch.einsum("bc,bck->bk", p, g)[:, None, :])
 
@@ -83,7 +83,7 @@ def _norms_from(p: torch.Tensor, g: torch.Tensor, gram: torch.Tensor | None, y: 
             jy = sks[torch.arange(len(y), device=y.device), y, y].clamp_min(0).sqrt()
         trace = lambda m: m.diagonal(dim1=1, dim2=2).sum(1).clamp_min(0).sqrt()  # noqa: E731
         return JacobianNorms(trace(sks), trace(k), jy)
-    sg = _softmax_times(p, g)
+    sg = softmax_times(p, g)
     jy = None
     if y is not None:
         jy = sg[torch.arange(len(y), device=y.device), y].norm(dim=1)
@@ -114,7 +114,12 @@ def jacobian_norms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | No
     return JacobianNorms(cat("jacobian"), cat("logit_jacobian"), cat("jacobian_y"))
 
 
-@register("jacobian")
+@register("jacobian", record={"measure.jacobian_test": "float", "measure.jacobian_train": "float",
+                               "measure.logit_jacobian_test": "float", "measure.logit_jacobian_train": "float",
+                               "measure.logit_jacobian_sq_test": "float"},
+          points={"jacobian": "float",  # ||d softmax / dx||_F
+                  "logit_jacobian": "float",  # ||d logits / dx||_F
+                  "jacobian_y": "float"})  # ||d softmax_label / dx||_2
 def measure(ctx: MeasureContext) -> MeasureOutput:
     """Per-point norms on train (labels as trained) and test points; their means as trial columns."""
     record: dict[str, float] = {}

@@ -17,7 +17,9 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return torch.nn.functional.cross_entropy(logits.double(), y, reduction="none"), logits.argmax(dim=1) == y
 
 
-@register("pointwise")
+@register("pointwise", points={"label": "int",  # the label trained on (train) or the true label (test)
+                               "loss": "float",  # -log softmax(h(x))_label
+                               "correct": "bool"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     frames = []
     for split, x, y in (("train", ctx.data.x_train, ctx.data.y_train), ("test", ctx.data.x_test, ctx.data.y_test)):

@@ -109,7 +109,17 @@ def _length(traj: Trajectory) -> float:
     return float(speed.mean() * 2 * math.pi)
 
 
-@register("transitions")
+@register("transitions", record={"measure.transitions_test": "float", "measure.transitions_train": "float",
+                                  "measure.transitions_random": "float", "measure.transitions_translation": "float",
+                                  "measure.jacobian_trajectory_train": "float",
+                                  "measure.jacobian_trajectory_random": "float"},
+          trajectories={"transitions": "int",
+                        "method": "str",  # exact | sampled
+                        "resolution": "int",  # sample intervals m of the final pass (sampled) or kink events examined (exact)
+                        "converged": "bool",
+                        "length": "float",  # Euclidean length of the trajectory in input space
+                        "jacobian_mean": "float",  # mean ||d softmax/dx||_F over trajectory_points points
+                        "jacobian_max": "float"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     """Transitions and the softmax-Jacobian norm ||d softmax/dx||_F along each trajectory (one row each);
     per-kind means as trial columns (train: both train kinds together)."""

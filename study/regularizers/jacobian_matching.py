@@ -35,7 +35,7 @@ import os
 import torch
 
 from study.config import UNREGULARIZED, TrialConfig
-from study.measures.jacobian import _softmax_times, logit_jacobian
+from study.measures.jacobian import softmax_times, logit_jacobian
 from study.models import build_model
 from study.records import write_atomic
 from study.regularizers.base import (Regularizer, forward_with_input_grad, output_jacobian, squared_norm_per_point,
@@ -108,7 +108,7 @@ def matching_terms(teacher: torch.nn.Module, model: torch.nn.Module, x: torch.Te
         jac_t = logit_jacobian(teacher, x0).reshape(jac_s.shape)
         if target == "softmax":
             out_t = torch.softmax(out_t, dim=1)
-            jac_t = _softmax_times(out_t, jac_t)
+            jac_t = softmax_times(out_t, jac_t)
     return (out_t - out_s).pow(2).sum(dim=1), squared_norm_per_point(jac_t - jac_s)
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from study.config import TrialConfig
-from study.records import hp_record, write_trial
+from study.schema import hp_record
+from study.records import write_trial
 
 KINDS = ("train_same_class", "train_diff_class", "test", "random")
 PAIR_FACTORS = {"random_labels": (0.0, 1.0), "augment": (False, True)}

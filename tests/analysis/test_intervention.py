@@ -22,7 +22,8 @@ from analysis.intervention import (conclusion, conclusion_sentence, bootstrap_st
                                    regularizer_pairs)
 from analysis.report import build_report
 from study.config import TrialConfig
-from study.records import hp_record, write_trial
+from study.schema import hp_record
+from study.records import write_trial
 
 START = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
 BASES = [TrialConfig(dataset=d, width=w, seed=s, n_train=200, n_test=200)

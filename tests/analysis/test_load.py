@@ -10,7 +10,8 @@ import pytest
 
 from analysis import filter_trials, load_points, load_trajectories, load_trials
 from study.config import TrialConfig
-from study.records import hp_record, table_schema, write_trial
+from study.schema import hp_record, table_schema
+from study.records import write_trial
 
 T0 = pd.Timestamp("2024-05-01 12:00", tz="UTC")
 

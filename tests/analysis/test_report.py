@@ -24,7 +24,8 @@ from analysis.report import (ReportError, build_report, headline, region_trial, 
                              sweep_metadata)
 from analysis import load_trials  # noqa: E402
 from study.config import TrialConfig  # noqa: E402
-from study.records import config_from_record, hp_record, write_trial  # noqa: E402
+from study.schema import config_from_record, hp_record  # noqa: E402
+from study.records import write_trial
 
 IMAGE = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 

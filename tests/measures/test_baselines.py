@@ -12,7 +12,7 @@ from study.measures import MEASURES, MeasureContext
 from study.measures.baselines import (margin, margins, parameter_norm, path_norm, spectral_norm, spectral_norms,
                                       spectral_over_margin, spectral_product)
 from study.models import MLP
-from study.records import TRIAL_COLUMNS
+from study.schema import columns
 
 
 def tiny_mlp(sizes=(3, 4, 2), seed=0) -> MLP:
@@ -128,7 +128,7 @@ def test_registered_measure_records_the_five_columns():
     names = ["measure.param_norm", "measure.spectral_product", "measure.path_norm", "measure.margin",
              "measure.spectral_margin"]
     assert sorted(record) == sorted(names)
-    assert all(name in TRIAL_COLUMNS for name in names)
+    assert all(name in columns("trials") for name in names)
     assert record["measure.param_norm"] == pytest.approx(parameter_norm(model))
     assert record["measure.spectral_product"] == pytest.approx(spectral_product(model), rel=1e-12)
     assert record["measure.path_norm"] == pytest.approx(path_norm(model), rel=1e-12)
