@@ -2,7 +2,7 @@
 
 A results location (a local directory or an `s3://bucket/prefix` URI, see `study.records`) holds
 one file per trial and table: `<location>/<table>/<trial_id>.parquet`. Loading reads every file
-of a table, conforms it to the table's current schema (`study.records.table_schema`) and
+of a table, conforms it to the table's current schema (`study.schema.table_schema`) and
 concatenates them. Rules, chosen so that a half-written or partly foreign directory never stops
 an analysis:
 
@@ -38,7 +38,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.records import TABLES, record_path, resolve, table_schema
+from study.schema import TABLES, table_schema
+
+from study.records import record_path, resolve
 
 MAX_WARNINGS = 20  # per load; beyond this the skipped files are summarized in one warning
 

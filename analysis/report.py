@@ -31,7 +31,8 @@ from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
 from study.config import ConfigError
 from study.nonlinearities import KINKS
-from study.records import config_from_record, write_atomic
+from study.schema import config_from_record
+from study.records import write_atomic
 
 HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",
                      "measure.transitions_test": "transitions (test ellipses)"}
