@@ -16,6 +16,7 @@ from typing import Any
 
 from study.datasets import NAMES as DATASET_NAMES
 from study.nonlinearities import NAMES as NONLINEARITY_NAMES
+from study.regularizer_table import NAMES as REGULARIZER_NAMES, taking
 
 # Bump when a change to the code changes what a given config computes: it enters the hash.
 ALGORITHM_VERSION = 1
@@ -24,7 +25,7 @@ DATASETS = DATASET_NAMES  # the table in study.datasets
 NONLINEARITIES = NONLINEARITY_NAMES  # the table in study.nonlinearities
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "lbfgs")
 STANDARDIZATIONS = ("none", "global", "per_pixel")
-REGULARIZERS = ("none", "jacobian", "jacobian_proj", "bias_jacobian", "input_noise", "jacobian_matching")
+REGULARIZERS = REGULARIZER_NAMES  # the table in study.regularizer_table
 REG_TARGETS = ("logits", "softmax")
 
 
@@ -214,10 +215,11 @@ def validate(cfg: TrialConfig) -> None:
     _regularizer_settings(cfg)
 
 
-STRENGTH_REGULARIZERS = ("jacobian", "jacobian_proj", "bias_jacobian", "jacobian_matching")  # take reg_strength
-TARGET_REGULARIZERS = STRENGTH_REGULARIZERS  # take reg_target
-NOISE_REGULARIZERS = ("input_noise", "jacobian_matching")  # take noise_std
-STOCHASTIC_REGULARIZERS = ("jacobian_proj", "input_noise")  # fresh randomness at every loss evaluation
+STRENGTH_REGULARIZERS = taking("strength")  # take reg_strength
+TARGET_REGULARIZERS = taking("target")  # take reg_target
+NOISE_REGULARIZERS = taking("noise")  # take noise_std
+PROJECTION_REGULARIZERS = taking("projections")  # take reg_projections
+STOCHASTIC_REGULARIZERS = taking("stochastic")  # fresh randomness at every loss evaluation
 
 
 def _regularizer_settings(cfg: TrialConfig) -> None:
@@ -238,8 +240,8 @@ def _regularizer_settings(cfg: TrialConfig) -> None:
     if reg not in TARGET_REGULARIZERS and cfg.reg_target != "logits":
         raise ConfigError(f"reg_target applies only to regularizer {', '.join(TARGET_REGULARIZERS)}; "
                           f"leave it at 'logits' with regularizer {reg}")
-    if reg != "jacobian_proj" and cfg.reg_projections != 1:
-        raise ConfigError("reg_projections applies only to regularizer jacobian_proj; "
+    if reg not in PROJECTION_REGULARIZERS and cfg.reg_projections != 1:
+        raise ConfigError(f"reg_projections applies only to regularizer {' or '.join(PROJECTION_REGULARIZERS)}; "
                           f"leave it at 1 with regularizer {reg}")
     if reg in STOCHASTIC_REGULARIZERS and cfg.optimizer == "lbfgs":
         raise ConfigError(f"regularizer {reg} draws new randomness at every loss evaluation, which breaks L-BFGS's "

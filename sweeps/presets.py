@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from study.config import UNREGULARIZED, ConfigError
+from study.regularizer_table import TABLE as REGULARIZER_TABLE
 
 STUDY_NONLINEARITIES = ("relu", "relu6", "tanh", "hardtanh", "hardsigmoid")
 STUDY_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "lbfgs")
@@ -158,17 +159,23 @@ PAIRS = Preset(
     default_n=50,
 )
 
-_NO_LBFGS = {"optimizer": ("lbfgs",)}  # stochastic regularizers break L-BFGS's line search (study.config)
+def _variant(settings: dict[str, Any]) -> Variant:
+    """One regularizer at one setting; a stochastic one (study.regularizer_table) never with L-BFGS, whose line
+    search its fresh randomness breaks (study.config refuses the combination)."""
+    stochastic = REGULARIZER_TABLE[settings["regularizer"]].stochastic
+    return Variant(settings, {"optimizer": ("lbfgs",)} if stochastic else {})
+
+
 # Strengths from a probe on a quick-preset net (128x3 relu6, momentum, random labels; logit Jacobian 30):
 # jacobian lambda 0.001 / 0.01 cut its softmax Jacobian 2.5 -> 2.0 / 1.0 and still fit; input noise 0.3
 # fit, 1.0 did not; jacobian_matching 0.01 fit, 0.1 and 1 did not; bias_jacobian barely moved it at
 # 1-100 (the paper's CIFAR100 value is 100).
 REGULARIZER_GRID = (
-    *(Variant({"regularizer": "jacobian", "reg_strength": s}) for s in (0.001, 0.01)),
-    *(Variant({"regularizer": "jacobian_proj", "reg_strength": s}, _NO_LBFGS) for s in (0.001, 0.01)),
-    *(Variant({"regularizer": "bias_jacobian", "reg_strength": s}) for s in (1.0, 100.0)),
-    *(Variant({"regularizer": "input_noise", "noise_std": s}, _NO_LBFGS) for s in (0.1, 0.3)),
-    *(Variant({"regularizer": "jacobian_matching", "reg_strength": s, "noise_std": 0.1}) for s in (0.01, 0.03)),
+    *(_variant({"regularizer": "jacobian", "reg_strength": s}) for s in (0.001, 0.01)),
+    *(_variant({"regularizer": "jacobian_proj", "reg_strength": s}) for s in (0.001, 0.01)),
+    *(_variant({"regularizer": "bias_jacobian", "reg_strength": s}) for s in (1.0, 100.0)),
+    *(_variant({"regularizer": "input_noise", "noise_std": s}) for s in (0.1, 0.3)),
+    *(_variant({"regularizer": "jacobian_matching", "reg_strength": s, "noise_std": 0.1}) for s in (0.01, 0.03)),
 )
 
 REGULARIZERS = Preset(

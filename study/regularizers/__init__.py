@@ -11,8 +11,8 @@ every batch (with the optional hooks described in study.regularizers.base):
     jacobian_matching  (lambda/2) E_x [||T - S||^2 + noise_std^2 ||J_T - J_S||_F^2], teacher = the
                        same trial without regularizer
 
-f is the logits or the softmax (reg_target). Adding a regularizer touches its own module, the table
-below, the settings it takes in study.config.validate, and one test.
+f is the logits or the softmax (reg_target). Adding a regularizer is its own module here, one entry in
+study.regularizer_table (its class and the settings it takes), and one test.
 """
 
 from __future__ import annotations
@@ -20,27 +20,20 @@ from __future__ import annotations
 from typing import Callable
 
 from study.config import ConfigError, TrialConfig
+from study.regularizer_table import TABLE
 from study.regularizers.base import Regularizer
-from study.regularizers.bias_jacobian import BiasJacobianPenalty
-from study.regularizers.input_noise import InputNoise
-from study.regularizers.jacobian import JacobianPenalty
-from study.regularizers.jacobian_matching import JacobianMatching
-from study.regularizers.jacobian_proj import ProjectedJacobianPenalty
 from study.train import Penalty
 
-PENALTIES: dict[str, Callable[[TrialConfig], Regularizer]] = {
-    "jacobian": JacobianPenalty,
-    "jacobian_proj": ProjectedJacobianPenalty,
-    "bias_jacobian": BiasJacobianPenalty,
-    "input_noise": InputNoise,
-    "jacobian_matching": JacobianMatching,
-}
+
+def penalty_class(name: str) -> Callable[[TrialConfig], Regularizer]:
+    """The class of regularizer `name` (study.regularizer_table)."""
+    return TABLE[name].load()
 
 
 def make_penalty(cfg: TrialConfig) -> Penalty | None:
     """The penalty of `cfg.regularizer`, configured from `cfg` (None for "none")."""
     if cfg.regularizer == "none":
         return None
-    if cfg.regularizer not in PENALTIES:
-        raise ConfigError(f"unknown regularizer {cfg.regularizer!r}; available: none, {', '.join(PENALTIES)}")
-    return PENALTIES[cfg.regularizer](cfg)
+    if cfg.regularizer not in TABLE:
+        raise ConfigError(f"unknown regularizer {cfg.regularizer!r}; available: none, {', '.join(TABLE)}")
+    return penalty_class(cfg.regularizer)(cfg)

@@ -1,7 +1,8 @@
 import pytest
 
 from study.config import ConfigError, TrialConfig
-from study.regularizers import PENALTIES, make_penalty
+from study.regularizer_table import TABLE
+from study.regularizers import make_penalty, penalty_class
 from study.regularizers.base import Regularizer
 
 
@@ -52,11 +53,36 @@ def test_from_strings_as_the_cli_gives_them():
 def test_good_settings_make_their_penalty(changes):
     cfg = TrialConfig(**changes)
     penalty = make_penalty(cfg)
-    assert isinstance(penalty, PENALTIES[cfg.regularizer]) and isinstance(penalty, Regularizer)
+    assert isinstance(penalty, penalty_class(cfg.regularizer)) and isinstance(penalty, Regularizer)
     assert penalty.strength == cfg.reg_strength and penalty.target == cfg.reg_target
 
 
 def test_no_regularizer_no_penalty():
     assert make_penalty(TrialConfig()) is None
-    assert set(PENALTIES) == {"jacobian", "jacobian_proj", "bias_jacobian", "input_noise", "jacobian_matching"}
+    assert set(TABLE) == {"jacobian", "jacobian_proj", "bias_jacobian", "input_noise", "jacobian_matching"}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_every_entry_of_the_table_builds_its_penalty_from_the_settings_it_takes(name):
+    """Each setting the table says the regularizer takes is accepted (and needed, for strength and noise);
+    each one it does not take is refused: the table, config validation and the classes agree."""
+    spec = TABLE[name]
+    settings = {"regularizer": name}
+    if spec.strength:
+        settings["reg_strength"] = 0.1
+    if spec.noise:
+        settings["noise_std"] = 0.1
+    penalty = make_penalty(TrialConfig(**settings))
+    assert isinstance(penalty, Regularizer) and type(penalty) is spec.load()
+    for field, value, takes in (("reg_target", "softmax", spec.target), ("reg_projections", 2, spec.projections)):
+        if takes:
+            TrialConfig(**settings, **{field: value})
+        else:
+            with pytest.raises(ConfigError, match="applies only to"):
+                TrialConfig(**settings, **{field: value})
+    if spec.stochastic:
+        with pytest.raises(ConfigError, match="L-BFGS"):
+            TrialConfig(**settings, optimizer="lbfgs")
+    else:
+        TrialConfig(**settings, optimizer="lbfgs")
 
