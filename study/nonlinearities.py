@@ -4,7 +4,7 @@ piecewise-linear split, the tests) reads this table. Adding a nonlinearity is on
 
 An entry names the torch.nn module (with its arguments) and, for a piecewise-linear function, its kinks:
 the pre-activation values where its slope changes. A smooth function has kinks None; its transitions
-are counted by sampling each unit's sign (study.measures.transition_count). No torch import here, so
+are counted by sampling each unit's sign (study.measures.transition_sampled). No torch import here, so
 study.config stays light.
 """
 

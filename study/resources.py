@@ -23,7 +23,7 @@ import torch
 
 from study.config import ConfigError, TrialConfig
 from study.datasets import IMAGE_SHAPES, N_CLASSES
-from study.measures import transition_count as tc
+from study.measures import transition_sampled as ts
 from study.models import count_parameters
 from study.nonlinearities import KINKS
 
@@ -109,8 +109,8 @@ def _measure_terms(cfg: TrialConfig, d: int, c: int, chunk_size: int) -> dict[st
         kinks = len(KINKS[cfg.nonlinearity])
         walk = 8 * 1024 * w * (cfg.depth - 1) * (12 + 2 * kinks)
     else:  # sampled: the kept unit signs (1 byte a unit; at most 2 REUSE_BYTES), float64 chunks of points
-        points = max(1, min(tc.SAMPLE_CHUNK, tc.SIGN_BYTES // hidden))
-        keep = min(4 * cfg.transition_samples * hidden, 2 * tc.REUSE_BYTES)
+        points = max(1, min(ts.SAMPLE_CHUNK, ts.SIGN_BYTES // hidden))
+        keep = min(4 * cfg.transition_samples * hidden, 2 * ts.REUSE_BYTES)
         walk = keep + points * (3 * hidden + 8 * 3 * w)
     return {"measure_jacobian": 4 * jac, "measure_transitions": walk + 16 * (d * w + w * w)}
 

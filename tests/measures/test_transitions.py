@@ -10,10 +10,11 @@ import torch
 from study.config import TrialConfig
 from study.data import load_dataset, translate
 from study.measures import MEASURES, MeasureContext
-from study.measures import transition_count
+from study.measures import transition_exact, transition_sampled
 from study.measures.jacobian import jacobian_norms
-from study.measures.transition_count import (START_SAMPLES, count_transitions_ellipse, count_transitions_ellipses,
+from study.measures.transition_count import (count_transitions_ellipse, count_transitions_ellipses,
                                              count_transitions_path, ellipse_through, pattern_changes)
+from study.measures.transition_sampled import START_SAMPLES
 from study.measures.transitions import KINDS, trajectories
 from study.models import MLP, build_model
 from study.nonlinearities import TABLE
@@ -128,7 +129,7 @@ def test_counts_do_not_depend_on_the_chunk_size(monkeypatch):
     path = gaussian((5, 8), seed=17, std=4.0)
     reference = count_transitions_ellipse(model, c, u, v), count_transitions_path(model, path)
     assert reference[0].transitions > 20 and reference[1].transitions > 20
-    monkeypatch.setattr(transition_count, "CHUNK", 3)
+    monkeypatch.setattr(transition_exact, "CHUNK", 3)
     assert (count_transitions_ellipse(model, c, u, v), count_transitions_path(model, path)) == reference
 
 
@@ -208,10 +209,10 @@ def test_streamed_recount_equals_reused_samples(monkeypatch, closed, levels_kept
     count = (lambda: count_transitions_ellipse(model, *ellipse_through(*points))) if closed else \
         (lambda: count_transitions_path(model, points))
     kept = count()
-    assert kept.resolution >= 4 * transition_count.START_SAMPLES  # levels are recounted after the switch
-    cap = (2 * transition_count.START_SAMPLES + 1) * 72 * levels_kept  # 72 hidden units
-    monkeypatch.setattr(transition_count, "REUSE_BYTES", cap)
-    monkeypatch.setattr(transition_count, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
+    assert kept.resolution >= 4 * START_SAMPLES  # levels are recounted after the switch
+    cap = (2 * START_SAMPLES + 1) * 72 * levels_kept  # 72 hidden units
+    monkeypatch.setattr(transition_sampled, "REUSE_BYTES", cap)
+    monkeypatch.setattr(transition_sampled, "SIGN_BYTES", 3 * 72)  # 72 hidden units: 3 points a pass
     assert count() == kept and kept.transitions > 20
 
 
