@@ -5,7 +5,7 @@ dominate the arithmetic. Packing trains S nets that share an architecture and a 
 (`pack_key`) together: their parameters live in one flat vector, layer-major
 ([W_1 of every net, b_1 of every net, W_2, ...]), so layer l of all nets is a contiguous
 [S, out, in] block (study.packed_layout) and one step is a few batched matmuls plus one optimizer update
-of the whole vector (study.packed_optim).
+of the whole vector (study.packed_optim). study.packed_steps holds a pack's state and runs its steps.
 
 Exactness. Each net sees what it would see alone (study.train.train):
 - its own data subset, labels (random labels included) and initial weights (study.data.load_dataset,
@@ -40,17 +40,15 @@ import time
 from dataclasses import dataclass, fields
 
 import torch
-import torch.nn.functional as F
 
 from study.config import ConfigError, TrialConfig
-from study.data import Dataset, augment, load_dataset
-from study.datasets import TABLE as DATASET_TABLE
+from study.data import Dataset, load_dataset
 from study.models import MLP, build_model, count_parameters
-from study.packed_layout import Layout, forward, hits, runs
-from study.packed_optim import PACKABLE_OPTIMIZERS, PackedOptimizer
+from study.packed_optim import PACKABLE_OPTIMIZERS
+from study.packed_steps import Pack
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
-from study.train import Minibatches, Penalty, TrainOutcome
+from study.train import Penalty, TrainOutcome
 from study.trial import TrialResult, base_record, finish_trial, run_trial
 
 # Fields that may differ inside a pack; every other TrialConfig field is part of the pack key
@@ -92,18 +90,6 @@ def group_into_packs(cfgs: list[TrialConfig], size: int) -> list[list[TrialConfi
     return packs
 
 
-class _PenaltyCall(torch.nn.Module):
-    """Calls a penalty on `net`, so that torch.func.functional_call can swap in one packed net's parameters."""
-
-    def __init__(self, net: MLP) -> None:
-        super().__init__()
-        self.net = net
-        self.penalty: Penalty | None = None
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return self.penalty(self.net, x, y, logits)
-
-
 def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig],
                  penalties: list[Penalty | None] | None = None) -> list[TrainOutcome]:
     """Train models[i] on datas[i] under cfgs[i], all at once, in place; outcomes as study.train.train's.
@@ -112,139 +98,26 @@ def train_packed(models: list[MLP], datas: list[Dataset], cfgs: list[TrialConfig
     honoured as study.train does: `prepare(model, data)` once before training, `perturb(x)` on every
     training batch, the penalty added to the net's loss. A penalty runs on one net at a time, on a
     template MLP holding that net's slice of the packed parameters (torch.func.functional_call); it
-    gets a batch that does not require grad, so input-gradient penalties run their own forward."""
-    cfg0, count = cfgs[0], len(cfgs)
+    gets a batch that does not require grad, so input-gradient penalties run their own forward.
+    The pack's state and steps are study.packed_steps.Pack's."""
+    cfg0 = cfgs[0]
     if len({pack_key(c) for c in cfgs}) != 1 or cfg0.optimizer not in PACKABLE_OPTIMIZERS:
         raise ConfigError("train_packed needs configs with one pack_key and an elementwise optimizer")
-    penalties = penalties or [None] * count
+    penalties = penalties or [None] * len(cfgs)
     for penalty, model, data in zip(penalties, models, datas):
         if penalty is not None and hasattr(penalty, "prepare"):
             penalty.prepare(model, data)
-    perturbs = [getattr(p, "perturb", None) for p in penalties]
-    start_time = time.perf_counter()
-    device = datas[0].x_train.device
-    n = datas[0].x_train.shape[0]
-    full_batch = cfg0.full_batch or cfg0.batch_size >= n
-    batch = n if full_batch else cfg0.batch_size
-    flip = DATASET_TABLE[datas[0].name].flip
-    act = models[0].act
-    layout = Layout([models[0].layers[0].in_features] + [layer.out_features for layer in models[0].layers])
-
-    # Nets ordered by stream, so that the nets sharing a minibatch sequence are a contiguous block.
-    stream_seed = [c.seed_for("train") for c in cfgs]
-    active = sorted(range(count), key=lambda i: stream_seed.index(stream_seed[i]))
-    streams = {}
-    for i in active:
-        streams.setdefault(stream_seed[i], Minibatches(stream_seed[i], datas[i].x_train, batch, full_batch))
-    labels = torch.stack([datas[i].y_train for i in active])  # [S, n], row = position in `active`
-    theta = torch.cat([torch.stack([getattr(models[i].layers[l], name).detach() for i in active]).reshape(-1)
-                       for l in range(len(models[0].layers)) for name in ("weight", "bias")])
-    optimizer = PackedOptimizer(cfg0.optimizer, [cfgs[i].lr for i in active], theta, layout)
-    template = None
-    if any(p is not None for p in penalties):
-        template = _PenaltyCall(MLP(layout.shapes[0][1], cfg0.width, cfg0.depth, layout.shapes[-1][0],
-                                    cfg0.nonlinearity).to(device))
-    outcomes: list[TrainOutcome | None] = [None] * count
-    accuracies = [0.0] * count
-    steps = 0
-
-    def leave(positions: list[int], status: str, message: str) -> None:
-        """Copy the nets at these positions out into their models, record outcomes, drop them from the pack."""
-        nonlocal theta, labels, active, streams
-        if not positions:
-            return
-        params = layout.split(theta, len(active))
-        with torch.no_grad():
-            for pos in positions:
-                i = active[pos]
-                for t, p in zip(params, (q for layer in models[i].layers for q in (layer.weight, layer.bias))):
-                    p.copy_(t[pos])
-                models[i].eval()
-                outcomes[i] = TrainOutcome(status, steps, accuracies[i], (time.perf_counter() - start_time) / count,
-                                           message.format(acc=accuracies[i], target=cfgs[i].target_accuracy))
-        keep = torch.tensor([p for p in range(len(active)) if p not in set(positions)], dtype=torch.long, device=device)
-        theta = layout.select(theta, len(active), keep)
-        optimizer.select(layout, len(active), keep)
-        labels = labels.index_select(0, keep)
-        active = [active[p] for p in keep.tolist()]
-        # a stream whose nets have all left stops drawing (alone, its generator would stop too)
-        streams = {seed: s for seed, s in streams.items() if any(stream_seed[i] == seed for i in active)}
-
-    while steps < cfg0.max_steps and active:
-        for _ in range(min(cfg0.eval_every, cfg0.max_steps - steps)):
-            drawn = {}  # stream -> (minibatch rows or None for the full batch, inputs), in train.py's order
-            for seed, s in streams.items():
-                index = s.next_index()
-                xb = s.x if index is None else s.x.index_select(0, index)
-                if cfg0.augment:
-                    xb = augment(xb, datas[0].image_shape, cfg0.augment_shift, flip, s.gen)
-                drawn[seed] = (index, xb)
-            inputs = [drawn[stream_seed[i]][1] for i in active]
-            inputs = [x if perturbs[i] is None else perturbs[i](x) for x, i in zip(inputs, active)]
-            yb = []
-            for a, b in runs([stream_seed[i] for i in active]):
-                index = drawn[stream_seed[active[a]]][0]
-                yb.append(labels[a:b] if index is None else labels[a:b].index_select(1, index))
-            yb = yb[0] if len(yb) == 1 else torch.cat(yb)
-            # Leaves: the first layer per input group (a slice of a leaf would zero-fill its whole gradient
-            # in backward, once per group), the other layers whole.
-            params = layout.split(theta, len(active))
-            spans = runs([id(x) for x in inputs])  # nets that share an input: one wide matmul
-            groups = [inputs[a] for a, _ in spans]
-            if len(spans) > GROUPED_MAX and not full_batch:  # many minibatches: stacked, one bmm beats a matmul each
-                spans, groups = [(0, len(active))], [torch.stack(inputs)]
-            firsts = [(params[0][a:b].detach().requires_grad_(True), params[1][a:b].detach().requires_grad_(True))
-                      for a, b in spans]
-            rest = [t.detach().requires_grad_(True) for t in params[2:]]
-            logits = forward([(w, b, x) for (w, b), x in zip(firsts, groups)], rest, act)  # [S, C, B]
-            losses = F.cross_entropy(logits, yb, reduction="none").mean(1)
-            if template is not None:
-                group = [g for g, (a, b) in enumerate(spans) for _ in range(a, b)]
-                losses = losses + torch.stack([
-                    _penalty(template, penalties[i], [firsts[group[pos]][0][pos - spans[group[pos]][0]],
-                                                      firsts[group[pos]][1][pos - spans[group[pos]][0]]]
-                             + [t[pos] for t in rest], inputs[pos], yb[pos], logits[pos].T)
-                    for pos, i in enumerate(active)])
-            finite = torch.isfinite(losses)
-            steps += 1
-            leaves = [w for w, _ in firsts] + [b for _, b in firsts] + rest
-            keep = None if bool(finite.all()) else finite.nonzero().flatten()
-            grads = None
-            if keep is None or len(keep):  # nets with a non-finite loss stop here, unchanged (as in train.py)
-                grads = torch.autograd.grad(losses.sum() if keep is None else losses[keep].sum(), leaves)
-                k = len(firsts)
-                join = lambda gs: gs[0] if len(gs) == 1 else torch.cat(gs)  # noqa: E731
-                grads = [join(grads[:k]), join(grads[k:2 * k])] + list(grads[2 * k:])
-            if keep is not None:
-                leave((~finite).nonzero().flatten().tolist(), "diverged", f"non-finite training loss at step {steps}")
-                if not active:
-                    break
-                grads = [g.index_select(0, keep) for g in grads]
-            optimizer.step(layout, theta, grads)
-        if not active:
-            break
-        # non-finite weights end training ("diverged"), as in train.py
-        params = layout.split(theta, len(active))
-        finite_nets = torch.stack([torch.isfinite(t.reshape(len(active), -1)).all(1) for t in params]).all(0)
-        leave((~finite_nets).nonzero().flatten().tolist(), "diverged", f"non-finite loss or weights by step {steps}")
-        if not active:
-            break
-        correct = hits(layout.split(theta, len(active)), [stream_seed[i] for i in active], streams, labels, act)
-        for pos, i in enumerate(active):
-            accuracies[i] = correct[pos] / max(1, n)
-        leave([pos for pos, i in enumerate(active) if accuracies[i] >= cfgs[i].target_accuracy], "ok", "")
-    leave(list(range(len(active))), "not_fit", "train accuracy {acc:.4f} < {target} after " + f"{steps} steps")
-    return outcomes
-
-
-def _penalty(template: _PenaltyCall, penalty: Penalty | None, params: list[torch.Tensor], x: torch.Tensor,
-             y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """One net's penalty, computed on a template MLP holding that net's parameters (views into the pack's leaves)."""
-    if penalty is None:
-        return logits.new_zeros(())
-    template.penalty = penalty
-    names = [f"net.layers.{l}.{kind}" for l in range(len(params) // 2) for kind in ("weight", "bias")]
-    return torch.func.functional_call(template, dict(zip(names, params)), (x, y, logits))
+    pack = Pack(models, datas, cfgs, penalties, GROUPED_MAX)
+    while pack.steps < cfg0.max_steps and pack.active:
+        for _ in range(min(cfg0.eval_every, cfg0.max_steps - pack.steps)):
+            pack.step()
+            if not pack.active:
+                break
+        if pack.active:
+            pack.drop_non_finite()
+        if pack.active:
+            pack.evaluate()
+    return pack.finish()
 
 
 # -- trials ---------------------------------------------------------------------------------------

@@ -78,6 +78,125 @@ def _finite(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
+class _Training:
+    """One model's training in progress: its batches, optimizer, step count, last loss and training accuracy."""
+
+    def __init__(self, model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Penalty | None) -> None:
+        self.model, self.data, self.cfg, self.penalty = model, data, cfg, penalty
+        self.perturb = getattr(penalty, "perturb", None)
+        self.input_grad = bool(getattr(penalty, "needs_input_grad", False))
+        self.params = list(model.parameters())
+        # With a grad-marked batch, backward only to the parameters: x's own gradient is never used.
+        self.backward_to = [p for p in self.params if p.requires_grad] if self.input_grad else None
+        self.start = time.perf_counter()
+        self.x, self.y = data.x_train, data.y_train
+        n = self.x.shape[0]
+        self.flip = DATASET_TABLE[data.name].flip
+        self.optimizer = make_optimizer(cfg, self.params)
+        full_batch = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= n
+        self.batches = Minibatches(cfg.seed_for("train"), self.x, n if full_batch else cfg.batch_size, full_batch)
+        self.steps, self.last_loss, self.acc = 0, math.nan, 0.0
+
+    def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy plus penalty on one batch, after augmentation and the penalty's perturb hook."""
+        cfg = self.cfg
+        if cfg.augment:
+            xb = augment(xb, self.data.image_shape, cfg.augment_shift, self.flip, self.batches.gen)
+        if self.perturb is not None:
+            xb = self.perturb(xb)
+        if self.input_grad:
+            xb = xb.detach().requires_grad_(True)
+        logits = self.model(xb)
+        loss = torch.nn.functional.cross_entropy(logits, yb)
+        if self.penalty is not None:
+            loss = loss + self.penalty(self.model, xb, yb, logits)
+        return loss
+
+    def first_order_step(self) -> TrainOutcome | None:
+        """One minibatch update; the outcome "diverged" (update skipped) at a non-finite loss, else None."""
+        idx = self.batches.next_index()
+        if idx is None:
+            xb, yb = self.x, self.y
+        else:
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)  # 3x faster than x[idx] on a CPU
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.batch_loss(xb, yb)
+        if not torch.isfinite(loss):
+            self.last_loss = loss.item()
+            self.steps += 1
+            return self.finish("diverged", f"non-finite training loss at step {self.steps}")
+        loss.backward(inputs=self.backward_to)
+        self.optimizer.step()
+        self.last_loss = loss.item()
+        self.steps += 1
+        return None
+
+    def lbfgs_iterations(self, budget: int) -> bool:
+        """Up to `budget` full-batch L-BFGS iterations (one optimizer.step); True if it stopped short (stalled)."""
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad()
+            loss = self.batch_loss(self.x, self.y)
+            loss.backward(inputs=self.backward_to)
+            return loss
+        self.optimizer.param_groups[0]["max_iter"] = budget
+        state = self.optimizer.state[self.params[0]]  # torch.optim.LBFGS keeps its state on the first parameter
+        before = state.get("n_iter", 0)
+        self.last_loss = float(self.optimizer.step(closure).detach())
+        done = state.get("n_iter", 0) - before
+        self.steps += max(done, 1)
+        return done < budget
+
+    def check(self, progress: Callable[[int, float, float], None] | None) -> TrainOutcome | None:
+        """The accuracy check: "diverged" on a non-finite loss or weights, "ok" at the target accuracy, else None."""
+        if not math.isfinite(self.last_loss) or not _finite(self.model):
+            return self.finish("diverged", f"non-finite loss or weights by step {self.steps}")
+        self.model.eval()
+        self.acc = accuracy(self.model, self.x, self.y)
+        self.model.train()
+        if progress is not None:
+            progress(self.steps, self.last_loss, self.acc)
+        return self.finish("ok") if self.acc >= self.cfg.target_accuracy else None
+
+    def budget(self) -> int:
+        """Steps until the next accuracy check."""
+        return min(self.cfg.eval_every, self.cfg.max_steps - self.steps)
+
+    def finish(self, status: str, message: str = "") -> TrainOutcome:
+        """End training: the model in eval mode, the outcome."""
+        self.model.eval()
+        return TrainOutcome(status, self.steps, self.acc, time.perf_counter() - self.start, message)
+
+    def not_fit(self) -> TrainOutcome:
+        """The outcome when the step budget (or L-BFGS's progress) ran out below the target accuracy."""
+        return self.finish("not_fit", f"train accuracy {self.acc:.4f} < {self.cfg.target_accuracy} "
+                                      f"after {self.steps} steps")
+
+
+def _train_first_order(run: _Training, progress: Callable[[int, float, float], None] | None) -> TrainOutcome:
+    """SGD / momentum / Adam / RMSprop: `eval_every` minibatch steps between accuracy checks."""
+    while run.steps < run.cfg.max_steps:
+        for _ in range(run.budget()):
+            outcome = run.first_order_step()
+            if outcome is not None:
+                return outcome
+        outcome = run.check(progress)
+        if outcome is not None:
+            return outcome
+    return run.not_fit()
+
+
+def _train_lbfgs(run: _Training, progress: Callable[[int, float, float], None] | None) -> TrainOutcome:
+    """L-BFGS: one optimizer.step of up to `eval_every` iterations between accuracy checks, until it stalls."""
+    while run.steps < run.cfg.max_steps:
+        stalled = run.lbfgs_iterations(run.budget())
+        outcome = run.check(progress)
+        if outcome is not None:
+            return outcome
+        if stalled:  # L-BFGS stopped making progress before its budget
+            break
+    return run.not_fit()
+
+
 def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Penalty | None = None,
           progress: Callable[[int, float, float], None] | None = None) -> TrainOutcome:
     """Train in place. `penalty(model, x, y, logits)` is added to the cross-entropy (regularizers).
@@ -89,80 +208,6 @@ def train(model: torch.nn.Module, data: Dataset, cfg: TrialConfig, penalty: Pena
     `progress(steps, loss, train_accuracy)` is called at every accuracy check."""
     if penalty is not None and hasattr(penalty, "prepare"):
         penalty.prepare(model, data)
-    perturb = getattr(penalty, "perturb", None)
-    input_grad = bool(getattr(penalty, "needs_input_grad", False))
-    # With a grad-marked batch, backward only to the parameters: x's own gradient is never used.
-    backward_to = [p for p in model.parameters() if p.requires_grad] if input_grad else None
-    start = time.perf_counter()
+    run = _Training(model, data, cfg, penalty)
     model.train()
-    x, y = data.x_train, data.y_train
-    n = x.shape[0]
-    flip = DATASET_TABLE[data.name].flip
-
-    def batch_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if cfg.augment:
-            xb = augment(xb, data.image_shape, cfg.augment_shift, flip, batches.gen)
-        if perturb is not None:
-            xb = perturb(xb)
-        if input_grad:
-            xb = xb.detach().requires_grad_(True)
-        logits = model(xb)
-        loss = torch.nn.functional.cross_entropy(logits, yb)
-        if penalty is not None:
-            loss = loss + penalty(model, xb, yb, logits)
-        return loss
-
-    optimizer = make_optimizer(cfg, model.parameters())
-    full_batch = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= n
-    batches = Minibatches(cfg.seed_for("train"), x, n if full_batch else cfg.batch_size, full_batch)
-    steps, last_loss, acc = 0, math.nan, 0.0
-
-    def finish(status: str, message: str = "") -> TrainOutcome:
-        model.eval()
-        return TrainOutcome(status, steps, acc, time.perf_counter() - start, message)
-
-    while steps < cfg.max_steps:
-        if cfg.optimizer == "lbfgs":
-            def closure() -> torch.Tensor:
-                optimizer.zero_grad()
-                loss = batch_loss(x, y)
-                loss.backward(inputs=backward_to)
-                return loss
-            remaining = min(cfg.eval_every, cfg.max_steps - steps)
-            optimizer.param_groups[0]["max_iter"] = remaining
-            state = optimizer.state[optimizer._params[0]]
-            before = state.get("n_iter", 0)
-            last_loss = float(optimizer.step(closure).detach())
-            done = state.get("n_iter", 0) - before
-            steps += max(done, 1)
-            stalled = done < remaining
-        else:
-            for _ in range(min(cfg.eval_every, cfg.max_steps - steps)):
-                idx = batches.next_index()
-                if idx is None:
-                    xb, yb = x, y
-                else:
-                    xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # 3x faster than x[idx] on a CPU
-                optimizer.zero_grad(set_to_none=True)
-                loss = batch_loss(xb, yb)
-                if not torch.isfinite(loss):
-                    last_loss = loss.item()
-                    steps += 1
-                    return finish("diverged", f"non-finite training loss at step {steps}")
-                loss.backward(inputs=backward_to)
-                optimizer.step()
-                last_loss = loss.item()
-                steps += 1
-            stalled = False
-        if not math.isfinite(last_loss) or not _finite(model):
-            return finish("diverged", f"non-finite loss or weights by step {steps}")
-        model.eval()
-        acc = accuracy(model, x, y)
-        model.train()
-        if progress is not None:
-            progress(steps, last_loss, acc)
-        if acc >= cfg.target_accuracy:
-            return finish("ok")
-        if stalled:  # L-BFGS stopped making progress before its budget
-            break
-    return finish("not_fit", f"train accuracy {acc:.4f} < {cfg.target_accuracy} after {steps} steps")
+    return (_train_lbfgs if cfg.optimizer == "lbfgs" else _train_first_order)(run, progress)
