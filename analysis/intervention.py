@@ -22,11 +22,11 @@ its 95% percentile-bootstrap CI excludes 0; otherwise "no clear change".
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 
+from analysis.bootstrap import bootstrap_statistic
 from analysis.stats import rank_correlations
 from study.config import REGULARIZER_FIELDS, REGULARIZERS, UNREGULARIZED
 
@@ -82,17 +82,30 @@ def _with_regularizer_defaults(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _keys(trials: pd.DataFrame) -> list[tuple]:
-    """Per trial, its hp.* values except the regularizer fields (NaN -> None, so that missing values match)."""
-    columns = sorted(c for c in trials.columns if c.startswith("hp.") and c[3:] not in REG_FIELDS)
-    values = [[None if isinstance(v, float) and math.isnan(v) else v for v in trials[c].tolist()] for c in columns]
-    return list(zip(*values)) if columns else [()] * len(trials)
-
-
 def _number(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame:
         return np.full(len(frame), np.nan)
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def _twins(trials: pd.DataFrame, reg: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Row numbers of every regularized trial ("row") and of its twin ("twin", NaN if none), in trials
+    order, and the number of configs with more than one baseline.
+
+    A left `pandas.merge` of the regularized trials on the baselines, keyed by the hp.* columns except
+    the regularizer fields (missing values match each other: merge pairs NaN keys with NaN keys). Of
+    duplicate baselines the newest created_at serves (NaT counts as oldest; a tie: the earlier row)."""
+    on = [*sorted(c for c in trials.columns if c.startswith("hp.") and c[3:] not in REG_FIELDS), "__all"]
+    frame = trials[on[:-1]].assign(__all=0, __row=np.arange(len(trials)))
+    is_base = np.logical_and.reduce([(reg[n] == v).to_numpy(dtype=bool) for n, v in BASELINE.items()])
+    created = pd.to_datetime(trials["created_at"], utc=True) if "created_at" in trials else pd.NaT
+    base = frame.assign(__created=created)[is_base].sort_values(["__created", "__row"], ascending=[False, True],
+                                                                 na_position="last")
+    duplicates = len(base.loc[base.duplicated(on, keep=False), on].drop_duplicates())
+    base = base.drop_duplicates(on, keep="first")[[*on, "__row"]].rename(columns={"__row": "twin"})
+    regularized = frame[(reg["regularizer"] != "none").to_numpy()].rename(columns={"__row": "row"})
+    matched = regularized.merge(base, on=on, how="left", validate="many_to_one")
+    return matched[["row", "twin"]], duplicates
 
 
 def regularizer_pairs(trials: pd.DataFrame) -> pd.DataFrame:
@@ -100,90 +113,48 @@ def regularizer_pairs(trials: pd.DataFrame) -> pd.DataFrame:
 
     The twin has identical hp.* values except the regularizer fields, which are at their baseline
     values (regularizer="none", reg_strength=0, reg_target="logits", reg_projections=1,
-    noise_std=0). One baseline may serve many regularized trials; `pair_id` is not used. If two
-    baselines share a config (records of different code versions), the newest `created_at` serves.
+    noise_std=0; a missing or null regularizer field reads as its baseline value); a hp.* value
+    missing in both matches. One baseline may serve many regularized trials; `pair_id` is not
+    used. If two baselines share a config (records of different code versions), the newest
+    `created_at` serves. The join is a `pandas.merge` (`_twins`).
 
     One row per matched pair (columns PAIR_COLUMNS): method, the regularizer settings, `strength`
     (noise_std for input_noise, else reg_strength), `setting` (text), dataset, trial_id (regularized),
     baseline_id, test accuracy of both, the deltas regularized - baseline of DELTAS, and the log
-    ratios ln(J_reg / J_base) of the softmax and logit Jacobians (NaN unless both are > 0).
+    ratios ln(J_reg / J_base) of the softmax and logit Jacobians (NaN unless both are > 0). Sorted
+    by method (`method_key`), then strength, setting, dataset, trial_id.
     `.attrs`: "n_regularized" (regularized trials seen), "unmatched" (ids of regularized trials
     without a twin), "duplicate_baselines" (configs with more than one baseline record).
     """
     trials = trials.reset_index(drop=True)
     reg = _with_regularizer_defaults(trials)
-    is_base = np.all([(reg[n] == v).to_numpy() for n, v in BASELINE.items()], axis=0) if len(trials) else \
-        np.zeros(0, dtype=bool)
-    is_reg = (reg["regularizer"] != "none").to_numpy()
-    keys = _keys(trials)
-    created = pd.to_datetime(trials["created_at"], utc=True) if "created_at" in trials else \
-        pd.Series(pd.NaT, index=trials.index)
-    baselines: dict[tuple, int] = {}
-    duplicates = set()
-    for i in np.flatnonzero(is_base):
-        j = baselines.get(keys[i])
-        if j is not None:
-            duplicates.add(keys[i])
-            newer = pd.notna(created[i]) and (pd.isna(created[j]) or created[i] > created[j])
-            if not newer:
-                continue
-        baselines[keys[i]] = int(i)
-    rows, unmatched = [], []
-    for i in np.flatnonzero(is_reg):
-        j = baselines.get(keys[i])
-        if j is None:
-            unmatched.append(str(trials.at[i, "trial_id"]))
-            continue
-        settings = {n: reg.at[i, n] for n in REG_FIELDS}
-        settings.update(reg_strength=float(settings["reg_strength"]), noise_std=float(settings["noise_std"]),
-                        reg_projections=int(settings["reg_projections"]))
-        row = {"method": method_name(settings["regularizer"], settings["reg_target"]), **settings,
-               "strength": settings[strength_column(settings["regularizer"])], "setting": _setting(settings),
-               "dataset": str(trials.at[i, "hp.dataset"]) if "hp.dataset" in trials else "",
-               "trial_id": str(trials.at[i, "trial_id"]), "baseline_id": str(trials.at[j, "trial_id"])}
-        rows.append((row, i, j))
-    pairs = pd.DataFrame([r for r, _, _ in rows], columns=PAIR_KEYS)
-    reg_rows = [i for _, i, _ in rows]
-    base_rows = [j for _, _, j in rows]
-    pairs["test_accuracy"] = _number(trials, "test.accuracy")[reg_rows]
-    pairs["test_accuracy_base"] = _number(trials, "test.accuracy")[base_rows]
+    twins, duplicates = _twins(trials, reg)
+    ids = np.array([str(v) for v in trials["trial_id"]], dtype=object)
+    found = twins["twin"].notna().to_numpy()
+    rows, base_rows = twins["row"].to_numpy()[found], twins["twin"].to_numpy()[found].astype(int)
+    settings = [{**s, "reg_strength": float(s["reg_strength"]), "noise_std": float(s["noise_std"]),
+                 "reg_projections": int(s["reg_projections"])} for s in reg.iloc[rows].to_dict("records")]
+    datasets = trials["hp.dataset"].to_numpy()[rows] if "hp.dataset" in trials else [""] * len(rows)
+    pairs = pd.DataFrame([{"method": method_name(s["regularizer"], s["reg_target"]), **s,
+                           "strength": s[strength_column(s["regularizer"])], "setting": _setting(s),
+                           "dataset": str(dataset), "trial_id": ids[i], "baseline_id": ids[j]}
+                          for s, dataset, i, j in zip(settings, datasets, rows, base_rows)], columns=PAIR_KEYS)
+    after, before = trials.iloc[rows], trials.iloc[base_rows]
+    pairs["test_accuracy"], pairs["test_accuracy_base"] = (_number(t, "test.accuracy") for t in (after, before))
     for delta, column in DELTAS.items():
-        values = _number(trials, column)
-        pairs[delta] = values[reg_rows] - values[base_rows]
+        pairs[delta] = _number(after, column) - _number(before, column)
     for ratio, column in LOG_RATIOS.items():
-        values = _number(trials, column)
-        after, before = values[reg_rows], values[base_rows]
+        a, b = _number(after, column), _number(before, column)
         with np.errstate(divide="ignore", invalid="ignore"):
-            pairs[ratio] = np.where((after > 0) & (before > 0), np.log(after / before), np.nan)
+            pairs[ratio] = np.where((a > 0) & (b > 0), np.log(a / b), np.nan)
     pairs = pairs.sort_values(["strength", "setting", "dataset", "trial_id"], ignore_index=True)
     pairs = pairs.sort_values("method", key=lambda m: m.map(method_key), kind="stable", ignore_index=True)
-    pairs.attrs.update(n_regularized=int(is_reg.sum()), unmatched=sorted(unmatched),
-                       duplicate_baselines=len(duplicates))
+    pairs.attrs.update(n_regularized=len(twins), unmatched=sorted(ids[twins["row"].to_numpy()[~found]].tolist()),
+                       duplicate_baselines=duplicates)
     return pairs
 
 
 # -- effects --------------------------------------------------------------------------------------
-
-def bootstrap_statistic(values: np.ndarray, statistic: Callable[..., np.ndarray], n_boot: int = 1000,
-                        seed: int = 0, level: float = 0.95) -> tuple[float, float, float]:
-    """(estimate, lo, hi): `statistic` of the finite values and its percentile-bootstrap CI.
-
-    The n values are resampled with replacement n_boot times (numpy Generator seeded by `seed`,
-    one [n_boot, n] index array, so the statistic runs once, vectorized over axis 1); lo and hi
-    are the (1-level)/2 and (1+level)/2 quantiles of the replicates. With fewer than
-    MIN_PAIRS_CI values, lo and hi are NaN (a CI from one or two pairs would claim too much)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    if not len(values):
-        return math.nan, math.nan, math.nan
-    estimate = float(statistic(values))
-    if len(values) < MIN_PAIRS_CI or n_boot <= 0:
-        return estimate, math.nan, math.nan
-    index = np.random.default_rng(seed).integers(0, len(values), size=(n_boot, len(values)))
-    replicates = statistic(values[index], axis=1)
-    lo, hi = np.percentile(replicates, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
-    return estimate, float(lo), float(hi)
-
 
 def _fraction_below_zero(values: pd.Series) -> float:
     v = values.to_numpy(dtype=float)
@@ -192,28 +163,27 @@ def _fraction_below_zero(values: pd.Series) -> float:
 
 
 EFFECT_STATS = (  # output name, pairs column, statistic
-    ("d_gap_loss", "d_gap_loss", np.mean),
-    ("d_gap_accuracy", "d_gap_accuracy", np.mean),
-    ("d_test_accuracy", "d_test_accuracy", np.mean),
-    ("softmax_log_ratio", "log_ratio_jacobian", np.median),
-    ("logit_log_ratio", "log_ratio_logit_jacobian", np.median),
-)
+    ("d_gap_loss", "d_gap_loss", np.mean), ("d_gap_accuracy", "d_gap_accuracy", np.mean),
+    ("d_test_accuracy", "d_test_accuracy", np.mean), ("softmax_log_ratio", "log_ratio_jacobian", np.median),
+    ("logit_log_ratio", "log_ratio_logit_jacobian", np.median))
+FRACTIONS_DOWN = {"frac_softmax_down": "log_ratio_jacobian", "frac_logit_down": "log_ratio_logit_jacobian",
+                  "frac_gap_down": "d_gap_loss"}
 
 
 def _effect_row(group: pd.DataFrame, n_boot: int, seed: int) -> dict:
     row: dict = {"n": len(group), "n_datasets": group["dataset"].nunique()}
-    for name, column, statistic in EFFECT_STATS:
-        row[name], row[f"{name}_lo"], row[f"{name}_hi"] = bootstrap_statistic(group[column], statistic, n_boot, seed)
-    row["frac_softmax_down"] = _fraction_below_zero(group["log_ratio_jacobian"])
-    row["frac_logit_down"] = _fraction_below_zero(group["log_ratio_logit_jacobian"])
-    row["frac_gap_down"] = _fraction_below_zero(group["d_gap_loss"])
-    corr = {"spearman": math.nan, "spearman_lo": math.nan, "spearman_hi": math.nan}
+    cis = {name: bootstrap_statistic(group[column], statistic, n_boot, seed, min_n=MIN_PAIRS_CI)
+           for name, column, statistic in EFFECT_STATS}
+    for name, ci in cis.items():
+        row.update({name: ci.estimate, f"{name}_lo": ci.lo, f"{name}_hi": ci.hi})
+    row.update({name: _fraction_below_zero(group[column]) for name, column in FRACTIONS_DOWN.items()})
+    corr = {"spearman": math.nan, "spearman_lo": math.nan, "spearman_hi": math.nan, "spearman_n_boot_finite": 0}
     if len(group) >= MIN_PAIRS_CORRELATION:
         measured = rank_correlations(group, "d_jacobian", "d_gap_loss", n_boot=n_boot, seed=seed)
         if measured["n"] >= MIN_PAIRS_CORRELATION:
             corr = {k: measured[k] for k in corr}
-    row.update(corr)
-    return row
+    finite = {f"{name}_n_boot_finite": ci.n_finite for name, ci in cis.items()}  # after the existing columns
+    return {**row, **corr, **finite, "n_boot": max(int(n_boot), 0)}
 
 
 def intervention_effects(pairs: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -222,9 +192,12 @@ def intervention_effects(pairs: pd.DataFrame, n_boot: int = 1000, seed: int = 0)
 
     n (pairs), n_datasets; mean d_gap_loss, d_gap_accuracy, d_test_accuracy and the median
     softmax_log_ratio and logit_log_ratio (ln J_reg/J_base), each with `_lo`/`_hi` 95% bootstrap
-    CIs (`bootstrap_statistic`, seeded by `seed`: same input, same numbers); the fractions of pairs
-    whose softmax Jacobian, logit Jacobian, loss gap went down; Spearman rho between d_jacobian
+    CIs (`analysis.bootstrap.bootstrap_statistic`, seeded by `seed`: same input, same numbers; none
+    from fewer than MIN_PAIRS_CI pairs, which would claim too much); the fractions of pairs whose
+    softmax Jacobian, logit Jacobian, loss gap went down; Spearman rho between d_jacobian
     (softmax) and d_gap_loss with its bootstrap CI when n >= MIN_PAIRS_CORRELATION (else NaN).
+    Then, per CI, `<name>_n_boot_finite`: the finite replicates it rests on (0: no CI was drawn;
+    fewer than half of n_boot: NaN bounds, see `analysis.bootstrap.percentile_bootstrap`), and n_boot.
     Sorted by method (`method_key`), then the pooled row before its strengths in increasing order.
     """
     meta = ["level", "method", "regularizer", "reg_target", "setting", "strength"]

@@ -82,13 +82,20 @@ def _ci(row: pd.Series, name: str) -> str:
     value, lo, hi = row.get(name), row.get(f"{name}_lo"), row.get(f"{name}_hi")
     if value is None or not np.isfinite(value):
         return f"{name.capitalize()} n/a"
-    interval = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and np.isfinite(lo) and np.isfinite(hi) else ""
+    finite, n_boot = row.get(f"{name}_n_boot_finite"), row.get("n_boot")  # absent in older stats tables
+    short = f"{int(finite)}/{int(n_boot)} resamples" if finite is not None and n_boot is not None and \
+        0 <= finite < n_boot else ""  # the CI rests on only part of the resamples: say so
+    if lo is not None and np.isfinite(lo) and np.isfinite(hi):
+        interval = f" [{lo:.2f}, {hi:.2f}{'; ' + short if short else ''}]"
+    else:
+        interval = f" (no CI: defined on only {short})" if short else ""
     return f"{name.capitalize()} {value:+.2f}{interval}"
 
 
 def headline(stats: pd.DataFrame, n_kept: int | None = None, measures: dict[str, str] = HEADLINE_MEASURES) -> str:
     """Plain text: per data set, the measured Spearman and Kendall of each headline measure with the
-    loss gap, with 95% bootstrap CIs in brackets ("report what was measured")."""
+    loss gap, with 95% bootstrap CIs in brackets ("report what was measured"); a CI whose coefficient
+    was undefined on some resamples says on how many it rests, and none is given below half."""
     if stats is None or not len(stats):
         if n_kept == 0:
             return "No rank correlations: no trial was kept for the analysis (see what was dropped)."

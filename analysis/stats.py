@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman
+from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman, percentile_bootstrap
 
 SEED_AXIS = "hp.seed"
+BOOT_COUNTS = ("spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot")  # measure_table's last columns
 
 
 def _finite_pairs(df: pd.DataFrame, measure: str, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -42,30 +43,32 @@ def rank_correlations(df: pd.DataFrame, measure: str, target: str = "gap.loss", 
     rho = Pearson correlation of the ranks (average ranks for ties);
     tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)) with C, D the concordant and discordant pairs,
     n0 = n(n-1)/2 and n1, n2 the pairs tied in measure, in target (scipy.stats.kendalltau).
-    CI: percentile bootstrap: resample the n trials with replacement `n_boot` times (numpy
-    Generator seeded by `seed`), recompute both coefficients, take the (1-level)/2 and
-    (1+level)/2 quantiles. Rows where either value is missing or infinite are left out.
+    CI: percentile bootstrap (`analysis.bootstrap.percentile_bootstrap`): resample the n trials
+    with replacement `n_boot` times (numpy Generator seeded by `seed`; the same resamples for both
+    coefficients), recompute both coefficients, take the (1-level)/2 and (1+level)/2 quantiles of
+    the finite replicates (a resample of one repeated point has no coefficient).
+    `<name>_n_boot_finite` counts them (0 when no bootstrap ran); with fewer than
+    MIN_FINITE_FRACTION (half) of `n_boot` finite, the bounds are NaN. Rows where either value is
+    missing or infinite are left out.
 
-    Returns n, spearman, spearman_p, spearman_lo, spearman_hi, kendall, kendall_p, kendall_lo, kendall_hi.
+    Returns n, spearman, spearman_p, spearman_lo, spearman_hi, kendall, kendall_p, kendall_lo,
+    kendall_hi, spearman_n_boot_finite, kendall_n_boot_finite, n_boot (the resamples asked for).
     """
     x, y = _finite_pairs(df, measure, target)
     out: dict[str, float] = {"n": float(len(x))}
     keys = ("spearman", "spearman_p", "spearman_lo", "spearman_hi", "kendall", "kendall_p", "kendall_lo", "kendall_hi")
     out.update({k: float("nan") for k in keys})
+    out.update(spearman_n_boot_finite=0, kendall_n_boot_finite=0, n_boot=max(int(n_boot), 0))
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return out
     rho = stats.spearmanr(x, y)
     tau = stats.kendalltau(x, y)
     out.update(spearman=float(rho.statistic), spearman_p=float(rho.pvalue),
                kendall=float(tau.statistic), kendall_p=float(tau.pvalue))
-    if n_boot > 0:
-        index = np.random.default_rng(seed).integers(0, len(x), size=(n_boot, len(x)))
-        quantiles = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
-        for name, replicates in (("spearman", bootstrap_spearman(x, y, index)),
-                                 ("kendall", bootstrap_kendall(x, y, index))):
-            finite = replicates[np.isfinite(replicates)]  # a resample of one repeated point has no rho
-            if len(finite):
-                out[f"{name}_lo"], out[f"{name}_hi"] = (float(q) for q in np.percentile(finite, quantiles))
+    for name, replicates in (("spearman", bootstrap_spearman), ("kendall", bootstrap_kendall)):
+        ci = percentile_bootstrap(lambda index: replicates(x, y, index), len(x), out[name], n_boot=n_boot,
+                                  seed=seed, level=level)
+        out[f"{name}_lo"], out[f"{name}_hi"], out[f"{name}_n_boot_finite"] = ci.lo, ci.hi, ci.n_finite
     return out
 
 
@@ -122,12 +125,43 @@ def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
             "undefined": undefined, "axes": list(axes)}
 
 
+def coupled_pairs(df: pd.DataFrame) -> tuple[list[tuple[str, pd.DataFrame]], int]:
+    """The coupled pairs of a trials frame as (factor, its two rows), and how many pair ids were ambiguous.
+
+    Two kinds: the two trials that share a `pair_id` (the pairs preset; factor = `pair.factor`), and every
+    treated trial of an intervention group with its untreated twin (the trial whose trial_id is their
+    `twin_id`; factor = "<twin.factor>=<the treated trial's value of it>", e.g. "regularizer=jacobian").
+    A pair id shared by more than two trials is left out and counted as ambiguous."""
+    pairs: list[tuple[str, pd.DataFrame]] = []
+    ambiguous = 0
+    if "pair_id" in df and df["pair_id"].notna().any():
+        paired = df[df["pair_id"].notna()]
+        factors = paired["pair.factor"] if "pair.factor" in paired else pd.Series("?", index=paired.index)
+        for _, rows in paired.groupby("pair_id", sort=True):
+            if len(rows) > 2:
+                ambiguous += 1
+                continue
+            names = factors.loc[rows.index].dropna()
+            pairs.append((str(names.iloc[0]) if len(names) else "?", rows))
+    if "twin_id" in df and df["twin_id"].notna().any():
+        by_id = df.drop_duplicates("trial_id", keep="last").set_index("trial_id", drop=False)
+        treated = df[df["twin_id"].notna() & (df["twin_id"] != df["trial_id"])]
+        for index, row in treated.sort_values("trial_id").iterrows():
+            if row["twin_id"] not in by_id.index:
+                pairs.append(("?", treated.loc[[index]]))  # no twin: counted as incomplete
+                continue
+            factor = str(row.get("twin.factor") or "?")
+            value = row.get(f"hp.{factor}")
+            label = factor if value is None or (isinstance(value, float) and np.isnan(value)) else f"{factor}={value}"
+            pairs.append((label, pd.concat([by_id.loc[[row["twin_id"]]], treated.loc[[index]]])))
+    return pairs, ambiguous
+
+
 def sign_error(df: pd.DataFrame, measure: str, target: str = "gap.loss",
                min_target_diff: float = 0.0) -> dict[str, Any]:
-    """Dziugaite et al. 2020 sign-error over coupled pairs, per factor and worst case.
+    """Dziugaite et al. 2020 sign-error over coupled pairs (`coupled_pairs`), per factor and worst case.
 
-    A coupled pair is two trials with the same `pair_id` (they differ in the one factor named in
-    `pair.factor`). For a pair with differences dm (measure) and dg (target),
+    For a pair with differences dm (measure) and dg (target),
         err = (1 - sign(dm) sign(dg)) / 2   in {0, 1/2, 1}
     (1: the measure moves against the gap; a tie in one of them counts 1/2; the order of the two
     trials does not matter). Reported: the mean err over all pairs ("overall"), per factor, and
@@ -138,15 +172,9 @@ def sign_error(df: pd.DataFrame, measure: str, target: str = "gap.loss",
     """
     result: dict[str, Any] = {"overall": float("nan"), "n_pairs": 0, "per_factor": {}, "worst": float("nan"),
                               "worst_factor": None, "incomplete": 0, "ambiguous": 0, "below_min_diff": 0}
-    if "pair_id" not in df or df["pair_id"].notna().sum() == 0:
-        return result
-    paired = df[df["pair_id"].notna()]
-    factor_column = paired["pair.factor"] if "pair.factor" in paired else pd.Series("?", index=paired.index)
+    pairs, result["ambiguous"] = coupled_pairs(df)
     errors: dict[str, list[float]] = {}
-    for _, rows in paired.groupby("pair_id", sort=True):
-        if len(rows) > 2:
-            result["ambiguous"] += 1
-            continue
+    for factor, rows in pairs:
         x, y = _finite_pairs(rows, measure, target)
         if len(x) < 2:
             result["incomplete"] += 1
@@ -155,8 +183,6 @@ def sign_error(df: pd.DataFrame, measure: str, target: str = "gap.loss",
         if abs(dg) <= min_target_diff and min_target_diff > 0:
             result["below_min_diff"] += 1
             continue
-        names = factor_column.loc[rows.index].dropna()
-        factor = str(names.iloc[0]) if len(names) else "?"
         errors.setdefault(factor, []).append((1.0 - np.sign(dm) * np.sign(dg)) / 2.0)
     if not errors:
         return result
@@ -184,7 +210,9 @@ def measure_table(df: pd.DataFrame, measures: Iterable[str] | None = None, targe
     """One row per (`by` value, measure): every score of the measure against `target`.
 
     Columns: <by>, measure, n, spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi,
-    psi (granulated Kendall Psi), sign_error, sign_error_worst, worst_factor, n_pairs, rank.
+    psi (granulated Kendall Psi), sign_error, sign_error_worst, worst_factor, n_pairs, rank, then
+    BOOT_COUNTS: spearman_n_boot_finite, kendall_n_boot_finite (the finite bootstrap replicates each
+    CI rests on, see `rank_correlations`) and n_boot (the resamples asked for).
     Sorted by `by`, then by Kendall tau, largest first (`rank` 1 = the measure that best tracks
     the gap, in the sense that a complexity measure should grow with the gap: a measure that
     shrinks as the gap grows, such as the margin, scores a negative tau and ranks last).
@@ -200,13 +228,13 @@ def measure_table(df: pd.DataFrame, measures: Iterable[str] | None = None, targe
             signs = sign_error(group, measure, target)
             rows.append({key: value, "measure": measure, "n": int(corr["n"]),
                          **{k: corr[k] for k in ("spearman", "spearman_lo", "spearman_hi",
-                                                 "kendall", "kendall_lo", "kendall_hi")},
+                                                 "kendall", "kendall_lo", "kendall_hi", *BOOT_COUNTS)},
                          "psi": granulated_kendall(group, measure, target)["Psi"],
                          "sign_error": signs["overall"], "sign_error_worst": signs["worst"],
                          "worst_factor": signs["worst_factor"], "n_pairs": signs["n_pairs"]})
     columns = [key, "measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
                "kendall_hi", "psi", "sign_error", "sign_error_worst", "worst_factor", "n_pairs"]
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=[*columns, *BOOT_COUNTS])
     table = table.sort_values([key, "kendall"], ascending=[True, False], na_position="last", ignore_index=True)
     table["rank"] = table.groupby(key).cumcount() + 1
-    return table
+    return table[[*columns, "rank", *BOOT_COUNTS]]

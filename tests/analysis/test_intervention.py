@@ -18,8 +18,8 @@ import pytest
 
 from analysis import load_trials
 from analysis.figures import draw_regularizers, fig7_regularizers
-from analysis.intervention import (conclusion, conclusion_sentence, bootstrap_statistic, intervention_effects,
-                                   regularizer_pairs)
+from analysis.bootstrap import bootstrap_statistic
+from analysis.intervention import MIN_PAIRS_CI, conclusion, conclusion_sentence, intervention_effects, regularizer_pairs
 from analysis.report import build_report
 from study.config import TrialConfig
 from study.schema import hp_record
@@ -123,6 +123,31 @@ def test_matching_ignores_pair_id_and_other_hp_differences():
     assert pairs["d_gap_loss"].tolist() == pytest.approx([0.05, 0.15])
 
 
+def test_newest_of_duplicate_baselines_serves_and_missing_hp_values_match():
+    a, b = TrialConfig(width=8), TrialConfig(width=16)
+    reg = {"regularizer": "jacobian", "reg_strength": 1.0}
+    rows = [_row(a, _base_values(0), 3), _row(a, _base_values(1), 9), _row(a, _base_values(2), 1),  # a: 3 baselines
+            _row(a.replace(**reg), _base_values(3), 4),
+            _row(b, _base_values(4), 5), _row(b.replace(**reg), _base_values(5), 6),  # hp.extra missing in both
+            _row(b.replace(seed=7, **reg), _base_values(6), 7)]  # no baseline with seed 7: unmatched
+    frame = pd.DataFrame(rows)
+    frame["trial_id"] = ["a-mid", "a-new", "a-old", "a-reg", "b", "b-reg", "c-reg"]
+    frame["hp.extra"] = [1.0, 1.0, 1.0, 1.0, np.nan, np.nan, np.nan]
+    frame = pd.concat([frame, frame.iloc[[0]].assign(trial_id="a-nat", created_at=pd.NaT)], ignore_index=True)
+    frame["created_at"] = frame["created_at"].astype("datetime64[ns, UTC]")
+    pairs = regularizer_pairs(frame.iloc[::-1])  # row order and index of the input do not matter
+    assert list(zip(pairs["trial_id"], pairs["baseline_id"])) == [("a-reg", "a-new"), ("b-reg", "b")]
+    assert pairs["d_gap_loss"].tolist() == pytest.approx([0.1, 0.05])  # against the newest baseline's values
+    assert pairs.attrs == {"n_regularized": 3, "unmatched": ["c-reg"], "duplicate_baselines": 1}
+    assert list(pairs.columns) == PAIR_COLUMNS_BEFORE
+
+
+PAIR_COLUMNS_BEFORE = [  # the columns of regularizer_pairs as they were before it used pandas.merge
+    "method", "regularizer", "reg_target", "reg_strength", "reg_projections", "noise_std", "strength", "setting",
+    "dataset", "trial_id", "baseline_id", "test_accuracy", "test_accuracy_base", "d_gap_loss", "d_gap_accuracy",
+    "d_jacobian", "d_logit_jacobian", "d_test_accuracy", "log_ratio_jacobian", "log_ratio_logit_jacobian"]
+
+
 def test_no_regularized_trials_gives_an_empty_table():
     pairs = regularizer_pairs(pd.DataFrame([_row(TrialConfig(), _base_values(0), 0)]))
     assert len(pairs) == 0 and pairs.attrs["n_regularized"] == 0 and pairs.attrs["unmatched"] == []
@@ -156,13 +181,44 @@ def test_effects_mean_median_fractions_and_cis(pairs):
 
 def test_bootstrap_statistic_matches_a_loop_and_refuses_tiny_samples():
     values = np.array([0.3, -0.1, 0.5, 0.2, 0.9, -0.4, 0.1])
-    est, lo, hi = bootstrap_statistic(values, np.mean, n_boot=300, seed=1)
+    est, lo, hi, n_finite, n_boot = bootstrap_statistic(values, np.mean, n_boot=300, seed=1)
     index = np.random.default_rng(1).integers(0, 7, size=(300, 7))
     loop = [values[row].mean() for row in index]
-    assert est == pytest.approx(values.mean())
+    assert est == pytest.approx(values.mean()) and n_finite == n_boot == 300
     assert (lo, hi) == pytest.approx(tuple(np.percentile(loop, [2.5, 97.5])))
-    assert math.isnan(bootstrap_statistic(values[:2], np.mean)[1])  # two pairs: no CI
-    assert math.isnan(bootstrap_statistic(np.array([np.nan]), np.mean)[0])
+    tiny = bootstrap_statistic(values[:2], np.mean, min_n=MIN_PAIRS_CI)
+    assert math.isnan(tiny.lo) and tiny.n_finite == 0  # two pairs: no CI
+    assert math.isnan(bootstrap_statistic(np.array([np.nan]), np.mean).estimate)
+
+
+EFFECT_COLUMNS_BEFORE = [  # the columns of intervention_effects before the finite counts were added
+    "level", "method", "regularizer", "reg_target", "setting", "strength", "n", "n_datasets", "d_gap_loss",
+    "d_gap_loss_lo", "d_gap_loss_hi", "d_gap_accuracy", "d_gap_accuracy_lo", "d_gap_accuracy_hi", "d_test_accuracy",
+    "d_test_accuracy_lo", "d_test_accuracy_hi", "softmax_log_ratio", "softmax_log_ratio_lo", "softmax_log_ratio_hi",
+    "logit_log_ratio", "logit_log_ratio_lo", "logit_log_ratio_hi", "frac_softmax_down", "frac_logit_down",
+    "frac_gap_down", "spearman", "spearman_lo", "spearman_hi"]
+FINITE_COLUMNS = ["spearman_n_boot_finite", "d_gap_loss_n_boot_finite", "d_gap_accuracy_n_boot_finite",
+                  "d_test_accuracy_n_boot_finite", "softmax_log_ratio_n_boot_finite", "logit_log_ratio_n_boot_finite",
+                  "n_boot"]
+
+
+def test_effect_cis_are_those_of_the_former_bootstrap_and_count_finite_replicates(pairs):
+    effects = intervention_effects(pairs, n_boot=400, seed=3)
+    assert list(effects.columns) == EFFECT_COLUMNS_BEFORE + FINITE_COLUMNS  # new columns only at the end
+    # Computed with the bootstrap of intervention.py and stats.py before analysis.bootstrap.percentile_bootstrap:
+    # the same seed must still draw the same resamples.
+    before = {0: (-0.040605922707836126, -0.027040152269446435, 0.13844089374224558, 0.265267317076034,
+                  -0.7830418947303073, -0.3525470766320752),
+              4: (-0.003041084292624416, 0.007990954035586988, -0.2282631865652922, -0.21164189495271288,
+                  -0.8809130504063312, 0.3064119350870927)}
+    columns = ["d_gap_loss_lo", "d_gap_loss_hi", "softmax_log_ratio_lo", "softmax_log_ratio_hi", "spearman_lo",
+               "spearman_hi"]
+    for row, values in before.items():
+        assert tuple(effects.loc[row, columns]) == pytest.approx(values, rel=1e-12, abs=1e-15)
+    assert (effects[FINITE_COLUMNS] == 400).all().all()  # every replicate of these is finite
+    few = intervention_effects(pairs.groupby("setting").head(2), n_boot=100)  # 2 pairs per strength, 4 pooled
+    assert (few["spearman_n_boot_finite"] == 0).all() and (few["n_boot"] == 100).all()
+    assert few["d_gap_loss_n_boot_finite"].tolist() == [100 if level == "regularizer" else 0 for level in few["level"]]
 
 
 def test_spearman_needs_five_pairs(pairs):

@@ -57,6 +57,64 @@ def test_bootstrap_replicates_equal_scipy_on_each_resample(monkeypatch, matrix):
         assert rho[b] == pytest.approx(stats.spearmanr(x[row], y[row]).statistic, abs=1e-12)
 
 
+def test_percentile_bootstrap_counts_finite_replicates_and_needs_half():
+    values = np.array([0.0, 0.0, 0.0, 1.0, 2.0, 3.0])
+    index = bootstrap.resample_index(len(values), 500, seed=4)
+    assert np.array_equal(index, np.random.default_rng(4).integers(0, 6, size=(500, 6)))  # the resampling scheme
+
+    def undefined_if_four_zeros(rows):  # the mean, NaN on a resample with four or more zeros
+        return np.where((rows < 3).sum(axis=1) >= 4, np.nan, values[rows].mean(axis=1))
+
+    ci = bootstrap.percentile_bootstrap(undefined_if_four_zeros, len(values), 1.0, n_boot=500, seed=4)
+    replicates = undefined_if_four_zeros(index)
+    finite = replicates[np.isfinite(replicates)]
+    assert 250 <= ci.n_finite == len(finite) < ci.n_boot == 500  # some resamples have no statistic, and it says so
+    assert (ci.lo, ci.hi) == pytest.approx(tuple(np.percentile(finite, [2.5, 97.5])))
+    assert ci.estimate == 1.0
+    again = bootstrap.percentile_bootstrap(undefined_if_four_zeros, len(values), 1.0, n_boot=500, seed=4)
+    assert again == ci  # seeded: same numbers
+
+    def undefined_if_two_zeros(rows):  # NaN on most resamples
+        return np.where((rows < 3).sum(axis=1) >= 2, np.nan, values[rows].mean(axis=1))
+
+    sparse = bootstrap.percentile_bootstrap(undefined_if_two_zeros, len(values), 1.0, n_boot=500, seed=4)
+    assert 0 < sparse.n_finite < 250 and math.isnan(sparse.lo) and math.isnan(sparse.hi)  # under half: no CI
+    lenient = bootstrap.percentile_bootstrap(undefined_if_two_zeros, len(values), 1.0, n_boot=500, seed=4,
+                                             min_finite=0.0)
+    assert np.isfinite(lenient.lo) and lenient.n_finite == sparse.n_finite
+    none = bootstrap.percentile_bootstrap(undefined_if_two_zeros, len(values), 1.0, n_boot=0)
+    assert math.isnan(none.lo) and none.n_finite == none.n_boot == 0
+
+
+# CIs computed with the bootstrap of analysis/stats.py and analysis/intervention.py as they were before
+# analysis.bootstrap.percentile_bootstrap: a change of the resampling scheme (seeding, index layout, the
+# percentile rule) fails these.
+BEFORE_RANK_CIS = {  # (frame, seed, n_boot) -> spearman_lo, spearman_hi, kendall_lo, kendall_hi
+    ("noisy", 1, 400): (0.7877563969234413, 0.9222206227717307, 0.5954045806184449, 0.7736224514480478),
+    ("tiny", 0, 100): (0.816496580927726, 1.0, 0.7745966692414834, 1.0),  # 5 of 100 resamples have no rho
+}
+BEFORE_STATISTIC_CIS = {  # (values, statistic, seed), 500 resamples -> estimate, lo, hi
+    ("seven", "mean", 1): (0.21428571428571427, -0.05714285714285716, 0.4932142857142854),
+    ("normal", "median", 7): (-0.1446762562735124, -0.3000105984884774, 0.3849938087479083),
+}
+
+
+def test_cis_equal_those_of_the_former_bootstraps():
+    frames = {"noisy": noisy_frame(seed=0),
+              "tiny": pd.DataFrame({"gap.loss": [0.1, 0.2, 0.3, 0.5], "measure.good": [1.0, 2.0, 2.0, 4.0]})}
+    for (name, seed, n_boot), before in BEFORE_RANK_CIS.items():
+        out = rank_correlations(frames[name], "measure.good", n_boot=n_boot, seed=seed)
+        after = (out["spearman_lo"], out["spearman_hi"], out["kendall_lo"], out["kendall_hi"])
+        assert after == pytest.approx(before, rel=1e-12, abs=1e-15), name
+        assert out["n_boot"] == n_boot and out["kendall_n_boot_finite"] == out["spearman_n_boot_finite"]
+        assert out["spearman_n_boot_finite"] == (n_boot if name == "noisy" else 95)
+    samples = {"seven": np.array([0.3, -0.1, 0.5, 0.2, 0.9, -0.4, 0.1]),
+               "normal": np.random.default_rng(11).normal(size=40)}
+    for (name, statistic, seed), before in BEFORE_STATISTIC_CIS.items():
+        ci = bootstrap.bootstrap_statistic(samples[name], getattr(np, statistic), n_boot=500, seed=seed)
+        assert tuple(ci[:3]) == pytest.approx(before, rel=1e-12, abs=1e-15) and ci.n_finite == 500
+
+
 def grid_frame() -> pd.DataFrame:
     """2 widths x 3 learning rates, values chosen for a hand count (see the test)."""
     return pd.DataFrame({
@@ -133,6 +191,11 @@ def test_measure_table_rows_order_and_values():
     direct = rank_correlations(b, "measure.good", n_boot=100)
     assert row["n"] == direct["n"] and row["kendall"] == pytest.approx(direct["kendall"])
     assert row["kendall_lo"] == pytest.approx(direct["kendall_lo"])
+    assert list(table.columns) == ["hp.dataset", "measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall",
+                                   "kendall_lo", "kendall_hi", "psi", "sign_error", "sign_error_worst",
+                                   "worst_factor", "n_pairs", "rank",  # as before; the finite counts follow
+                                   "spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot"]
+    assert (table[["spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot"]] == 100).all().all()
     assert table["sign_error"].isna().all() and (table["n_pairs"] == 0).all()
     pooled = measure_table(frame, measures=["measure.good"], by=None, n_boot=0)
     assert len(pooled) == 1 and pooled["group"].iloc[0] == "all"
