@@ -26,8 +26,10 @@ TRIAL_HEAD: dict[str, pa.DataType] = {
     "schema_version": pa.int32(),
     "status": pa.string(),
     "error": pa.string(),
-    "pair_id": pa.string(),
-    "pair.factor": pa.string(),
+    "pair_id": pa.string(),  # the pairs preset: the two trials of a pair share it
+    "pair.factor": pa.string(),  # the one hp field in which they differ
+    "twin_id": pa.string(),  # an intervention preset (regularizers): the trial_id of the group's untreated twin
+    "twin.factor": pa.string(),  # the hp field the intervention varies
     "model.n_params": pa.int64(),
     "model.n_neurons": pa.int64(),
     "data.n_features": pa.int64(),

@@ -56,7 +56,7 @@ class Variant:
 class Intervention:
     """Every base config runs as its twin (`baseline` applied: e.g. regularizer none and the other
     regularizer fields at their defaults) and once with each variant applied on top of the twin.
-    All of a base's trials carry pair.factor = `factor` and pair_id = the twin's trial_id."""
+    All of a base's trials carry twin.factor = `factor` and twin_id = the twin's trial_id."""
 
     factor: str
     baseline: Mapping[str, Any]
@@ -185,7 +185,7 @@ REGULARIZERS = Preset(
         "regularizer (its twin) and with each regularizer at 2 strengths: jacobian and jacobian_proj "
         "lambda 0.001/0.01, bias_jacobian lambda 1/100, input_noise sigma 0.1/0.3, jacobian_matching lambda "
         "0.01/0.03 with s=0.1 (logit target, 1 projection); jacobian_proj and input_noise never with L-BFGS. "
-        "All of a base's trials share pair.factor=regularizer and pair_id=the twin's trial_id. N counts base "
+        "All of a base's trials share twin.factor=regularizer and twin_id=the twin's trial_id. N counts base "
         "configs (11, or 7 with L-BFGS, trials each). --set regularizer=..., reg_strength=..., noise_std=... "
         "keep only the listed variants. With --from DIR --top K (or --where EXPR) the bases are the K "
         "largest-gap trials of a finished sweep instead (sweeps/feedback.py).",

@@ -37,8 +37,10 @@ Overrides = dict[str, tuple]
 @dataclass(frozen=True)
 class PlannedTrial:
     config: TrialConfig
-    pair_id: str | None = None
-    pair_factor: str | None = None
+    pair_id: str | None = None  # a two-trial pair of the pairs preset: both trials carry it
+    pair_factor: str | None = None  # the one field in which the pair's two trials differ
+    twin_id: str | None = None  # an intervention preset's group: the trial_id of the group's untreated twin
+    twin_factor: str | None = None  # the field the intervention varies (e.g. regularizer)
 
     @property
     def trial_id(self) -> str:
@@ -185,7 +187,7 @@ def _make_pair(space: Space, values: dict[str, Any], rng: np.random.Generator) -
 
 def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] | None:
     """The twin of `values` (the intervention's baseline applied) and each variant usable with it, all
-    labelled pair_id = the twin's trial_id; None if no variant is usable or a config is over the cap."""
+    labelled twin_id = the twin's trial_id; None if no variant is usable or a config is over the cap."""
     iv = space.intervention
     usable = [v for v in iv.variants
               if not any(values.get(k, getattr(TrialConfig, k)) in ex for k, ex in v.excludes.items())]
@@ -195,7 +197,7 @@ def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] |
     configs = [twin] + [_config({**values, **iv.baseline, **v.settings}) for v in usable]
     if not all(_fits(space, c) for c in configs):
         return None
-    return [PlannedTrial(c, twin.trial_id, iv.factor) for c in configs]
+    return [PlannedTrial(c, twin_id=twin.trial_id, twin_factor=iv.factor) for c in configs]
 
 
 def validate_choices(space: Space) -> None:

@@ -23,7 +23,7 @@ def reserve(unit: list[PlannedTrial]) -> int:
 
 def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
     return {"id": t.trial_id, "cfg": t.config.canonical(), "pair_id": t.pair_id, "pair_factor": t.pair_factor,
-            "sweep_id": sweep}
+            "twin_id": t.twin_id, "twin_factor": t.twin_factor, "sweep_id": sweep}
 
 
 def items(chunk: list[list[PlannedTrial]], sweep: str, memory: dict[str, int] | None = None) -> list[dict[str, Any]]:

@@ -49,11 +49,15 @@ def location() -> str:
     return f"{ip}:{os.getpid()}"
 
 
+def sweep_labels(item: dict[str, Any]) -> dict[str, Any]:
+    """The columns a sweep's plan adds to a trial row: its pair or twin group, and the sweep."""
+    return {"pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"), "twin_id": item.get("twin_id"),
+            "twin.factor": item.get("twin_factor"), "sweep.id": item.get("sweep_id")}
+
+
 def labels(item: dict[str, Any]) -> dict[str, Any]:
-    """The columns a sweep adds to a trial row."""
-    return {"pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
-            "sweep.id": item.get("sweep_id"), "env.node": node_id(),
-            "env.worker": f"{socket.gethostname()}:{os.getpid()}"}
+    """The columns a sweep adds to a trial row: sweep_labels and the node and worker that ran it."""
+    return {**sweep_labels(item), "env.node": node_id(), "env.worker": f"{socket.gethostname()}:{os.getpid()}"}
 
 
 def metrics(record: dict[str, Any]) -> dict[str, Any]:
@@ -101,7 +105,7 @@ def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, sweep_id, memory} or
+    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, twin_id, twin_factor, sweep_id, memory} or
     {id, pack: [items], n, memory}, "run": {...}}. A trial that grows past SLACK times its memory
     reservation is stopped and reports status "oom" with the peak it reached (sweeps.memory), no record.
     After each trial the worker gives back the memory it left (study.resources.release_memory)."""
@@ -125,8 +129,7 @@ def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
     """The trial row the driver writes when Tune gave up on a trial (its worker died every attempt)."""
     cfg = TrialConfig(**item["cfg"])
     record = base_record(cfg)
-    record.update({"error": message, "pair_id": item.get("pair_id"), "pair.factor": item.get("pair_factor"),
-                   "sweep.id": item.get("sweep_id")})
+    record.update({"error": message, **sweep_labels(item)})
     return close_record(cfg, record).record
 
 

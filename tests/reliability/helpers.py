@@ -6,11 +6,8 @@ while it is read is simply not there (NoSuchProcess, ZombieProcess, AccessDenied
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -18,7 +15,7 @@ import warnings
 from typing import Callable
 
 import psutil
-from ray_cluster import LOOPBACK
+from cli_runs import sweep_args
 
 # Every process this test session starts (Ray's included, whoever spawns them) inherits this token,
 # so "no process left behind" is checked on ours only: the machine is shared with other Ray users.
@@ -28,30 +25,11 @@ RECORD_NAME = re.compile(r"^[0-9a-f]{16}\.parquet$")
 METADATA_NAME = re.compile(r"^[0-9a-f]{12}-\d{8}T\d{6}Z-\d+\.json$")
 
 
-def sweep_args(*argv: str) -> argparse.Namespace:
-    from sweeps.cli import add_arguments
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    return parser.parse_args([*argv, "--quiet"])
-
-
 def sweep(*argv: str, log: Callable[[str], None] = lambda text: None):
     """`sensitivity sweep ARGV` in this process (on the package's cluster): (plan, report, counts)."""
     from sweeps.cli import sweep as run
 
     return run(sweep_args(*argv), log=log)
-
-
-def cli(*argv: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`sensitivity ARGV` as a subprocess (its own Ray, when it starts one)."""
-    return subprocess.run([sys.executable, "-m", "sweeps.command", *argv], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **LOOPBACK, **(env or {})})
-
-
-def popen_cli(*argv: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "sweeps.command", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, **LOOPBACK, **(env or {})})
 
 
 def wait_for(condition: Callable[[], object], timeout: float, what: str, every: float = 0.05):

@@ -9,8 +9,8 @@ import os
 import signal
 import uuid
 
-from .helpers import (METADATA_NAME, RECORD_NAME, cli, listing, planned_ids, popen_cli, records, wait_for,
-                      wait_for_exit)
+from cli_runs import cli, popen_cli
+from .helpers import METADATA_NAME, RECORD_NAME, listing, planned_ids, records, wait_for, wait_for_exit
 from study.records import completed_trial_ids
 
 DRIVER_ENV = "RELIABILITY_TEST_DRIVER"

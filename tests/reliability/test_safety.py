@@ -17,7 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from .helpers import EXIT_TIMEOUT_S, LOOPBACK, wait_for
+from ray_cluster import LOOPBACK
+from .helpers import EXIT_TIMEOUT_S, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,7 +18,8 @@ import uuid
 import psutil
 import pytest
 
-from .helpers import RECORD_NAME, listing, planned_ids, popen_cli, records, wait_for_exit
+from cli_runs import popen_cli
+from .helpers import RECORD_NAME, listing, planned_ids, records, wait_for_exit
 
 N, CHUNK = 1000, 250
 DRIVER_ENV = "RELIABILITY_TEST_DRIVER"

@@ -8,7 +8,8 @@ import pytest
 from sweeps.command import main
 from sweeps import output
 from sweeps.cli import prepare
-from sweep_helpers import free_port, run_cli, sweep_args
+from cli_runs import cli, sweep_args
+from sweep_helpers import free_port
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -52,13 +53,13 @@ def test_gpu_fraction_runs_on_cuda_with_that_resource_share(tmp_path):
 
 def test_a_dead_address_fails_with_one_line(tmp_path):
     out = tmp_path / "res"
-    proc = run_cli("smoke", "--out", str(out), "--address", f"127.0.0.1:{free_port()}", timeout=300)
+    proc = cli("sweep", "smoke", "--out", str(out), "--address", f"127.0.0.1:{free_port()}", timeout=300)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster answers" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
     # auto resolves through RAY_ADDRESS: the same refusal
-    proc = run_cli("smoke", "--out", str(out), "--address", "auto", timeout=300,
+    proc = cli("sweep", "smoke", "--out", str(out), "--address", "auto", timeout=300,
                    env={"RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
     assert proc.returncode == 2 and "no Ray cluster answers" in proc.stderr and not out.exists()
 

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from sweep_helpers import records, sweep_args
+from cli_runs import sweep_args
+from sweep_helpers import records
 from sweeps import memory
 from sweeps import memory as memory_module
 from sweeps.cli import sweep

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from study.records import completed_trial_ids, resolve
-from sweep_helpers import free_port, records, run_cli, sweep_args
+from cli_runs import cli, sweep_args
+from sweep_helpers import free_port, records
 from sweeps.cli import sweep
 from sweeps.presets import SMOKE
 from sweeps.sampling import sample
@@ -38,7 +39,7 @@ def s3_endpoint(monkeypatch):
 
 def test_sweep_to_an_object_store_writes_every_record_and_a_rerun_skips_them(ray_cluster, s3_endpoint):
     uri = f"s3://study/sweeps-test?endpoint_override={s3_endpoint}&scheme=http&region=us-east-1"
-    proc = run_cli("smoke", "--out", uri, "--num-samples", "4", "--address", ray_cluster.address,
+    proc = cli("sweep", "smoke", "--out", uri, "--num-samples", "4", "--address", ray_cluster.address,
                    "--quiet", env=CREDENTIALS, timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     expected = {t.trial_id for t in sample(SMOKE, {}, 0, 4).trials}

@@ -13,7 +13,8 @@ from sweeps.command import main
 from study.config import UNREGULARIZED, ConfigError, TrialConfig
 from study.schema import config_from_record, hp_record
 from study.records import write_trial
-from sweep_helpers import records, sweep_args
+from cli_runs import sweep_args
+from sweep_helpers import records
 from sweeps.cli import prepare, sweep
 from sweeps.feedback import select_bases
 from sweeps.presets import REGULARIZERS
@@ -31,14 +32,16 @@ def twin_of(cfg: TrialConfig) -> TrialConfig:
 
 
 def check_linked(trials) -> dict[str, list]:
-    """Every group of a pair_id holds its twin (trial_id == pair_id) and variants of exactly that twin."""
+    """Every group of a twin_id holds its twin (trial_id == twin_id) and variants of exactly that twin; no
+    trial of the intervention preset carries a pair_id (that names the pairs preset's two-trial pairs)."""
     groups: dict[str, list] = {}
     for t in trials:
-        groups.setdefault(t.pair_id, []).append(t)
-    for pair_id, group in groups.items():
+        groups.setdefault(t.twin_id, []).append(t)
+    for twin_id, group in groups.items():
         (twin,) = [t for t in group if t.config.regularizer == "none"]
-        assert twin.trial_id == pair_id and twin.config == twin_of(twin.config)
-        assert all(t.pair_factor == "regularizer" and twin_of(t.config) == twin.config for t in group)
+        assert twin.trial_id == twin_id and twin.config == twin_of(twin.config)
+        assert all(t.twin_factor == "regularizer" and twin_of(t.config) == twin.config for t in group)
+        assert all(t.pair_id is None and t.pair_factor is None for t in group)
         variants = {(t.config.regularizer, t.config.reg_strength, t.config.noise_std) for t in group[1:]}
         expected = [v.settings for v in REGULARIZERS.intervention.variants
                     if twin.config.optimizer != "lbfgs" or v.settings["regularizer"] not in STOCHASTIC]
@@ -183,12 +186,18 @@ def test_from_top_end_to_end_gives_records_that_regularizer_pairs_matches(finish
     twins = trials[trials["hp.regularizer"] == "none"]
     assert sorted(twins["trial_id"]) == sorted(c.replace(n_train=64, n_test=64, max_steps=40).trial_id
                                                for c in (cfgs[1], cfgs[3]))
-    assert (trials["pair.factor"] == "regularizer").all() and set(trials["pair_id"]) == set(twins["trial_id"])
+    assert (trials["twin.factor"] == "regularizer").all() and set(trials["twin_id"]) == set(twins["trial_id"])
+    assert trials["pair_id"].isna().all()
     pairs = regularizer_pairs(trials)
     assert len(pairs) == 2 * N_VARIANTS and pairs.attrs["unmatched"] == []
     assert set(pairs["baseline_id"]) == set(twins["trial_id"])
-    by_id = trials.set_index("trial_id")["pair_id"]
-    assert (pairs["trial_id"].map(by_id) == pairs["baseline_id"]).all()  # pair_id = the twin that serves it
+    by_id = trials.set_index("trial_id")["twin_id"]
+    assert (pairs["trial_id"].map(by_id) == pairs["baseline_id"]).all()  # twin_id = the twin that serves it
+    from analysis.stats import sign_error
+
+    signs = sign_error(trials, "measure.jacobian_test")  # every (variant, twin) pair counts, per regularizer
+    assert signs["n_pairs"] + signs["incomplete"] == 2 * N_VARIANTS and signs["ambiguous"] == 0
+    assert set(signs["per_factor"]) <= {f"regularizer={r}" for r in trials["hp.regularizer"]}
     (meta_file,) = [n for n in os.listdir(out / "sweeps") if not n.startswith(".")]
     meta = json.loads((out / "sweeps" / meta_file).read_text())
     assert meta["source"]["from"] == str(done) and meta["source"]["top"] == 2

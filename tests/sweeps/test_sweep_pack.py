@@ -7,7 +7,8 @@ import pytest
 
 from analysis.load import load_points
 from sweeps.command import main
-from sweep_helpers import records, sweep_args
+from cli_runs import sweep_args
+from sweep_helpers import records
 from sweeps.cli import sweep
 from sweeps.presets import SMOKE
 from sweeps.units import chunks as _chunks, units

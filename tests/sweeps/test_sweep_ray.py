@@ -10,7 +10,8 @@ import time
 import pyarrow.parquet as pq
 
 from study.records import completed_trial_ids
-from sweep_helpers import popen_cli, records, run_cli, sweep_args
+from cli_runs import cli, popen_cli, sweep_args
+from sweep_helpers import records
 from sweeps.cli import sweep
 from sweeps.presets import PAIRS, SMOKE
 from sweeps.sampling import parse_overrides, sample
@@ -76,7 +77,7 @@ def test_kill_9_of_the_driver_then_rerun_gives_exactly_n_records(ray_cluster, tm
     argv = ["smoke", "--out", str(out), "--num-samples", str(n), "--chunk-size", "10",
             "--address", ray_cluster.address]
     faults.hold(free=free)  # the first 4 trials to start run; the others wait in their workers
-    driver = popen_cli(*argv)
+    driver = popen_cli("sweep", *argv)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and len(completed_trial_ids(str(out))) < free and driver.poll() is None:
         time.sleep(0.2)
@@ -87,7 +88,7 @@ def test_kill_9_of_the_driver_then_rerun_gives_exactly_n_records(ray_cluster, tm
     assert alive and len(first) == free, output[-2000:]
     kept = {t: (out / "trials" / f"{t}.parquet").stat().st_mtime_ns for t in first}
     faults.clear()  # the same command again, nothing held (a held worker of the killed driver goes on too)
-    proc = run_cli(*argv, timeout=400)
+    proc = cli("sweep", *argv, timeout=400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     expected = {t.trial_id for t in sample(SMOKE, {}, 0, n).trials}
     frame = records(out)
@@ -129,7 +130,7 @@ def test_configs_that_do_not_fit_a_trials_memory_share_are_refused_up_front(ray_
 def test_local_ray_start_progress_table_and_summary(tmp_path):
     """Without --address the CLI starts (and stops) its own Ray on 127.0.0.1."""
     out = tmp_path / "out"
-    proc = run_cli("smoke", "--out", str(out), "--num-samples", "4", "--max-concurrent", "2", timeout=240)
+    proc = cli("sweep", "smoke", "--out", str(out), "--num-samples", "4", "--max-concurrent", "2", timeout=240)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for column in ("result", "train acc", "loss gap", "jacobian"):
         assert column in proc.stdout
