@@ -4,7 +4,8 @@ Draw i (i = 0, 1, 2, ...) uses its own generator, seeded from sha256(preset, ove
 so the sample of N is a prefix of the sample of N + 100 (raising N extends a sweep) and a rerun of the
 same command asks for exactly the same trials. Draws are deduplicated by trial_id:
 
-- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs;
+- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs,
+  the paired factors in turn, so each has N/len(factors) pairs;
   for a preset with an intervention, distinct base configs, each run as its twin and every variant).
 - When the space is small (say `--set` pins all but one factor with 3 choices), draws stop after
   20 N + 1000 attempts and the sweep is the distinct configs found, fewer than N; `Sample.exhausted`
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -127,10 +128,12 @@ def apply_overrides(preset: Preset, overrides: Overrides) -> Space:
         values = overrides[pf.field]
         others = tuple(v for v in pf.others if v in values)
         if len(values) > 1 and pf.base in values and others:
-            pairs.append(PairFactor(pf.field, pf.base, others, pf.excludes))
+            pairs.append(PairFactor(pf.field, pf.base, others, pf.excludes, pf.within))
+    pairs = [pf for pf in pairs if _narrowed(fixed, factors, pf) is not None]
     if preset.pairs and not pairs:
         raise ConfigError(f"--set pins every paired factor of preset {preset.name} "
-                          f"({', '.join(pf.field for pf in preset.pairs)}); leave at least one free")
+                          f"({', '.join(pf.field for pf in preset.pairs)}) or leaves it no base config "
+                          "(see `sensitivity sweep --help`); leave at least one free")
     return Space(fixed, factors, linked, tuple(pairs), bool(preset.pairs), preset.max_gib, intervention)
 
 
@@ -172,11 +175,26 @@ def pair_id_of(a: TrialConfig, b: TrialConfig) -> str:
     return hashlib.sha256("|".join(sorted((a.trial_id, b.trial_id))).encode()).hexdigest()[:16]
 
 
-def _make_pair(space: Space, values: dict[str, Any], rng: np.random.Generator) -> list[PlannedTrial] | None:
-    usable = [pf for pf in space.pairs if not any(values.get(k) in v for k, v in pf.excludes.items())]
-    if not usable:
+def _narrowed(fixed: dict[str, Any], factors: dict[str, Sequence], pf: PairFactor) -> dict[str, Sequence] | None:
+    """The factors a base config of `pf`'s pairs is drawn from (`pf.within` applied); None if a fixed value
+    or an emptied factor leaves no base for it."""
+    narrowed = dict(factors)
+    for name, allowed in pf.within.items():
+        if name in factors:
+            narrowed[name] = tuple(v for v in factors[name] if v in allowed)
+            if not narrowed[name]:
+                return None
+        elif fixed.get(name, getattr(TrialConfig, name)) not in allowed:
+            return None
+    return narrowed
+
+
+def _make_pair(space: Space, pf: PairFactor, rng: np.random.Generator) -> list[PlannedTrial] | None:
+    """Two trials identical but for `pf.field`: a base drawn from the factor's narrowed space, with the
+    field at `pf.base` and at one of `pf.others`; None if the base is excluded or over the cap."""
+    values = _draw(replace(space, factors=_narrowed(space.fixed, space.factors, pf)), rng)
+    if any(values.get(k) in v for k, v in pf.excludes.items()):
         return None
-    pf = usable[int(rng.integers(len(usable)))]
     other = pf.others[int(rng.integers(len(pf.others)))]
     a, b = _config({**values, pf.field: pf.base}), _config({**values, pf.field: other})
     if not (_fits(space, a) and _fits(space, b)):
@@ -226,13 +244,12 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
         if found == n:
             break
         rng = np.random.default_rng([root, i])
-        values = _draw(space, rng)
-        if space.intervention is not None:
-            batch = _with_variants(space, values)
-        elif space.is_pairs:
-            batch = _make_pair(space, values, rng)
+        if space.is_pairs:  # the factors in turn: N/len(pairs) pairs each
+            batch = _make_pair(space, space.pairs[found % len(space.pairs)], rng)
+        elif space.intervention is not None:
+            batch = _with_variants(space, _draw(space, rng))
         else:
-            cfg = _config(values)
+            cfg = _config(_draw(space, rng))
             batch = [PlannedTrial(cfg)] if _fits(space, cfg) else None
         if batch is None or any(t.trial_id in seen for t in batch):
             continue

@@ -80,6 +80,29 @@ def test_pairs_differ_in_one_binary_factor_and_no_trial_is_in_two_pairs():
     assert factors == {"random_labels", "augment", "nonlinearity", "full_batch"}
 
 
+def test_pairs_take_the_factors_in_turn_within_each_factor_s_restrictions():
+    drawn = sample(PAIRS, {}, 0, 60)
+    firsts = drawn.trials[::2]
+    counts = {}
+    for t in firsts:
+        counts[t.pair_factor] = counts.get(t.pair_factor, 0) + 1
+    assert counts == {"random_labels": 15, "augment": 15, "nonlinearity": 15, "full_batch": 15}
+    for t in firsts:
+        cfg = t.config
+        assert cfg.nonlinearity != "hardsigmoid" and cfg.augment_shift == 1
+        if t.pair_factor == "augment":
+            assert cfg.random_labels == 0.0 and cfg.optimizer != "lbfgs"
+        if t.pair_factor == "random_labels":
+            assert cfg.optimizer != "sgd"
+        if t.pair_factor == "full_batch":
+            assert cfg.optimizer != "lbfgs"
+    # A --set that leaves a factor no base drops that factor only; one that leaves none is refused.
+    lbfgs = sample(PAIRS, parse_overrides(["optimizer=lbfgs"]), 0, 8)
+    assert {t.pair_factor for t in lbfgs.trials} == {"random_labels", "nonlinearity"}
+    with pytest.raises(ConfigError, match="pins every paired factor"):
+        sample(PAIRS, parse_overrides(["optimizer=lbfgs", "random_labels=1", "nonlinearity=tanh"]), 0, 4)
+
+
 def test_pairs_factors_follow_set():
     drawn = sample(PAIRS, parse_overrides(["random_labels=0", "augment=false", "full_batch=false"]), 0, 20)
     assert {t.pair_factor for t in drawn.trials} == {"nonlinearity"}
