@@ -1,6 +1,10 @@
-"""`sensitivity analyze DIR`: build the report of a results directory and print its headline.
+"""`sensitivity analyze DIR`: build the report of a results directory; print its headline and findings.
 
-    sensitivity analyze results/ [--out results/report] [--data-root ~/data]
+    sensitivity analyze results/ [--out results/report] [--data-root ~/data] [--gap accuracy|loss]
+
+`--gap` picks the target of the headline and of figures 1 and 4: the accuracy gap (gap.accuracy, the
+test error of nets that fit their training set; the default) or the loss gap (gap.loss, nats).
+stats.csv holds both either way.
 
 The command itself (`sweeps.command`) wires this in with `add_arguments(parser)` and `run(args)`.
 """
@@ -13,6 +17,8 @@ import sys
 
 from study.records import completed_trial_ids
 
+GAPS = ("accuracy", "loss")  # analysis.strata.GAPS; spelled out here to keep pandas out of argument parsing
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", metavar="DIR", help="results directory (or s3:// URI) written by a sweep")
@@ -23,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device for the figure 6 recompute (default: cpu)")
     parser.add_argument("--no-recompute", action="store_true",
                         help="skip figure 6: no training, the report comes from the Parquet tables alone")
+    parser.add_argument("--gap", choices=GAPS, default="accuracy",
+                        help="target of the headline and figures 1 and 4: accuracy (gap.accuracy, the test error "
+                             "at 100%% train accuracy; default) or loss (gap.loss, nats); stats.csv has both")
     parser.add_argument("--bootstrap", type=int, default=1000, metavar="N",
                         help="bootstrap resamples for the 95%% confidence intervals (default: 1000)")
 
@@ -35,8 +44,10 @@ def default_out(results: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the report; print where it is and the headline. 2 (one line on stderr) if there are no trials."""
-    from analysis.report import ReportError, build_report  # heavy imports only when the command runs
+    """Build the report; print where it is, the headline and the findings table. 2 (one line on stderr) if
+    there are no trials."""
+    from analysis.findings import read_findings  # heavy imports only when the command runs
+    from analysis.report import ReportError, build_report
 
     results = args.results
     if "://" not in results and not os.path.isdir(results):
@@ -48,13 +59,15 @@ def run(args: argparse.Namespace) -> int:
             raise ReportError(f"no trials under {results} (no {results}/trials/*.parquet); run a sweep into it first")
         out = args.out or default_out(results)
         path = build_report(results, out, data_root=args.data_root, device=args.device,
-                            recompute=not args.no_recompute, n_boot=args.bootstrap)
+                            recompute=not args.no_recompute, n_boot=args.bootstrap,
+                            gap=getattr(args, "gap", "accuracy"))
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     with open(os.path.join(os.path.dirname(path), "headline.txt"), encoding="utf-8") as handle:
         print(handle.read().rstrip())
+    print(read_findings(os.path.dirname(path)), end="")
     return 0
 
 

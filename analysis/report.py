@@ -3,12 +3,15 @@
     build_report("results/", "results/report")   # -> "results/report/report.html"
 
 Writes into `out_dir`: fig1..fig7 as PNG and PDF, `stats.csv` and `stats.parquet` (the
-`analysis.stats.measure_table` of the kept trials), `headline.txt` (the measured rank correlations
-of the Jacobian norm and of transitions with the gap, per data set, with 95% bootstrap CIs),
+`analysis.stats.measure_table` of the kept trials: both gaps, in column `target`, and label strata, in
+`labels`), `headline.txt` (`analysis.headline`: rank correlations of the Jacobian norm and of transitions
+with the gap chosen by `gap`, per data set, all and true-label nets, with 95% bootstrap CIs),
 `intervention.csv` and `intervention_pairs.csv` (regularized nets vs their unregularized twins,
 `analysis.intervention`; the section and figure 7 are skipped, saying why, without regularized
-trials) and `report.html` (figures embedded as base64 PNG, so the file can be mailed alone). Everything is
-rebuilt from the Parquet tables, except figure 6, which recomputes one trial (see `region_trial`).
+trials), `findings.csv` and `findings.txt` (`analysis.findings`: the reference study's findings, one row
+each with a verdict; the page opens with them) and `report.html` (figures as base64 PNG, so the file can
+be mailed alone). Everything is rebuilt from the Parquet tables, except figure 6, which recomputes one
+trial (see `region_trial`).
 A report always renders: empty sections say why they are empty.
 """
 
@@ -26,17 +29,18 @@ import pandas as pd
 from analysis import filter_trials, load_points, load_trajectories, load_trials
 from analysis.figures import (fig1_jacobian_vs_gap, fig2_transitions, fig3_per_point, fig4_pairs, fig5_manifold,
                               fig6_linear_regions, fig7_regularizers)
+from analysis.findings import findings_table, write_findings
+from analysis.headline import headline
 from analysis.intervention import conclusion, intervention_effects, regularizer_pairs
 from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
+from analysis.strata import TARGETS, gap_column
 from study.config import ConfigError
 from study.nonlinearities import KINKS
 from study.schema import config_from_record
 from study.records import write_atomic
 
-HEADLINE_MEASURES = {"measure.jacobian_test": "Jacobian norm (test)",
-                     "measure.transitions_test": "transitions (test ellipses)"}
-TARGET = "gap.loss"
+TARGET = "gap.loss"  # figure 6 takes the trial of median loss gap; the headline's target is `gap`
 FIG6_MAX_SECONDS = 600.0  # prefer a trial that took at most this long to recompute figure 6
 
 
@@ -58,8 +62,9 @@ class ReportInputs:
     load_warnings: list[str] = field(default_factory=list)
 
 
-def load_inputs(results_dir: str, n_boot: int = 1000) -> ReportInputs:
-    """Load the three tables, filter the trials, compute the statistics of the kept ones."""
+def load_inputs(results_dir: str, n_boot: int = 1000, gap: str = "accuracy") -> ReportInputs:
+    """Load the three tables, filter the trials, compute the statistics of the kept ones (against both
+    gap targets and per label stratum, `analysis.stats.measure_table`; the rows of `gap` first)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trials = load_trials(results_dir)
@@ -71,54 +76,14 @@ def load_inputs(results_dir: str, n_boot: int = 1000) -> ReportInputs:
         ids = list(kept["trial_id"])
         points = load_points(results_dir, trial_ids=ids) if ids else pd.DataFrame(columns=["trial_id"])
         trajectories = load_trajectories(results_dir, trial_ids=ids) if ids else pd.DataFrame(columns=["trial_id"])
-    stats = measure_table(kept, target=TARGET, n_boot=n_boot) if len(kept) else pd.DataFrame()
+    first = gap_column(gap)
+    stats = measure_table(kept, targets=[first, *(t for t in TARGETS if t != first)], n_boot=n_boot) \
+        if len(kept) else pd.DataFrame()
     return ReportInputs(trials, kept, filtered.dropped, filtered.summary(), points, trajectories, stats,
                         [str(w.message) for w in caught])
 
 
 # -- text summaries ---------------------------------------------------------------------------------
-
-def _ci(row: pd.Series, name: str) -> str:
-    value, lo, hi = row.get(name), row.get(f"{name}_lo"), row.get(f"{name}_hi")
-    if value is None or not np.isfinite(value):
-        return f"{name.capitalize()} n/a"
-    finite, n_boot = row.get(f"{name}_n_boot_finite"), row.get("n_boot")  # absent in older stats tables
-    short = f"{int(finite)}/{int(n_boot)} resamples" if finite is not None and n_boot is not None and \
-        0 <= finite < n_boot else ""  # the CI rests on only part of the resamples: say so
-    if lo is not None and np.isfinite(lo) and np.isfinite(hi):
-        interval = f" [{lo:.2f}, {hi:.2f}{'; ' + short if short else ''}]"
-    else:
-        interval = f" (no CI: defined on only {short})" if short else ""
-    return f"{name.capitalize()} {value:+.2f}{interval}"
-
-
-def headline(stats: pd.DataFrame, n_kept: int | None = None, measures: dict[str, str] = HEADLINE_MEASURES) -> str:
-    """Plain text: per data set, the measured Spearman and Kendall of each headline measure with the
-    loss gap, with 95% bootstrap CIs in brackets ("report what was measured"); a CI whose coefficient
-    was undefined on some resamples says on how many it rests, and none is given below half."""
-    if stats is None or not len(stats):
-        if n_kept == 0:
-            return "No rank correlations: no trial was kept for the analysis (see what was dropped)."
-        return (f"No rank correlations: {n_kept if n_kept is not None else 'too few'} kept trial(s), "
-                "and a correlation needs at least two with different values of a measure.")
-    by = stats.columns[0]  # measure_table's grouping column comes first (hp.dataset by default)
-    lines = [f"Rank correlation with the generalization gap ({TARGET}), 95% bootstrap CI in brackets:"]
-    for dataset, group in stats.groupby(by, sort=True):
-        n = int(group["n"].max()) if len(group) else 0
-        parts = []
-        for measure, name in measures.items():
-            rows = group[group["measure"] == measure]
-            if not len(rows):
-                parts.append(f"{name}: not measured")
-                continue
-            row = rows.iloc[0]
-            if not np.isfinite(row.get("spearman", np.nan)):
-                parts.append(f"{name}: n/a (n = {int(row['n'])}, too few trials or no variation)")
-            else:
-                parts.append(f"{name}: {_ci(row, 'spearman')}, {_ci(row, 'kendall')} (n = {int(row['n'])})")
-        lines.append(f"- {dataset} ({n} nets): " + "; ".join(parts))
-    return "\n".join(lines)
-
 
 def sweep_metadata(trials: pd.DataFrame, kept: pd.DataFrame) -> dict[str, object]:
     """Number of trials, data sets, swept factors (hp.* with more than one value) and their values,
@@ -239,37 +204,42 @@ def _draw(title: str, draw: Callable[[], list[str]], log: Callable[[str], None],
 
 
 def build_report(results_dir: str, out_dir: str, data_root: str | None = None, device: str = "cpu",
-                 recompute: bool = True, n_boot: int = 1000, log: Callable[[str], None] | None = None) -> str:
+                 recompute: bool = True, n_boot: int = 1000, log: Callable[[str], None] | None = None,
+                 gap: str = "accuracy") -> str:
     """Build the report of the results under `results_dir` into `out_dir`; returns the report.html path.
 
     Raises ReportError if there are no trials at all. `recompute=False` skips figure 6 (the only
-    step that trains a net); `n_boot` is the number of bootstrap resamples for the CIs."""
+    step that trains a net); `n_boot` is the number of bootstrap resamples for the CIs; `gap` ("accuracy"
+    or "loss") is the target of the headline and of figures 1 and 4."""
     log = log or (lambda message: print(message, file=sys.stderr))
-    inputs = load_inputs(results_dir, n_boot)
+    inputs = load_inputs(results_dir, n_boot, gap=gap)
     os.makedirs(out_dir, exist_ok=True)
     inputs.stats.to_csv(os.path.join(out_dir, "stats.csv"), index=False)
     inputs.stats.to_parquet(os.path.join(out_dir, "stats.parquet"), index=False)
-    text = headline(inputs.stats, len(inputs.kept))
+    text = headline(inputs.stats, len(inputs.kept), gap=gap)
     with open(os.path.join(out_dir, "headline.txt"), "w") as handle:
         handle.write(text + "\n")
     kept, points, trajectories = inputs.kept, inputs.points, inputs.trajectories
     if len(kept):
         figures = [
-            _draw("Figure 1: Jacobian norm vs generalization gap", lambda: fig1_jacobian_vs_gap(kept, out_dir), log,
-                  "One point per kept net; panels per data set; color: nonlinearity."),
+            _draw("Figure 1: Jacobian norm vs generalization gap", lambda: fig1_jacobian_vs_gap(kept, out_dir, gap=gap),
+                  log, "One point per kept net; panels per data set; color: nonlinearity; filled: true labels, "
+                  "open: random labels."),
             _draw("Figure 2: transitions vs gap and vs size", lambda: fig2_transitions(kept, out_dir), log),
             _draw("Figure 3: per test point, Jacobian norm vs loss", lambda: fig3_per_point(points, kept, out_dir),
                   log, "Curves: docs/science.md section 3, Eq. 5-7, with M the median over the data set's nets."),
-            _draw("Figure 4: paired factors", lambda: fig4_pairs(kept, out_dir), log),
+            _draw("Figure 4: paired factors", lambda: fig4_pairs(kept, out_dir, gap=gap), log),
             _draw("Figure 5: on vs off the data manifold", lambda: fig5_manifold(trajectories, out_dir, kept), log),
             _figure6(kept, out_dir, data_root, device, recompute, log),
         ]
     else:
         figures = [FigureEntry("Figures", note="No figures: every trial was dropped by the filter (see above).")]
     intervention = intervention_section(inputs.trials, kept, out_dir, n_boot, log)
+    findings = write_findings(findings_table(kept, points, trajectories, n_boot, loaded=inputs.trials), out_dir)
     page = render_html(results_dir=results_dir, meta=sweep_metadata(inputs.trials, kept), headline=text,
                        dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
                        figures=figures, load_warnings=inputs.load_warnings,
-                       n_points=len(points), n_trajectories=len(trajectories), intervention=intervention)
+                       n_points=len(points), n_trajectories=len(trajectories), intervention=intervention,
+                       findings=findings)
     data = page.encode("utf-8")
     return write_atomic(out_dir, "report.html", lambda sink: sink.write(data))

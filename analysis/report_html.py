@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.findings import LEVEL, TARGET, VERDICT_RULE, format_result
+
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ccc; }
@@ -23,9 +25,24 @@ th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 pre { background: #f7f7f7; padding: 0.75rem; white-space: pre-wrap; }
 figure { margin: 1rem 0 2rem; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { font-size: 0.9rem; color: #444; } .empty { color: #a33; }
+table.fit { table-layout: fixed; width: 100%; font-size: 0.78rem; }
+table.fit th, table.fit td { padding: 0.2rem 0.3rem; overflow-wrap: break-word; }
+table.stats th:first-child, table.stats td:first-child { width: 20%; }
+table.fit th { font-weight: 600; vertical-align: bottom; }
+table.stats th:first-child { width: 13rem; } table.stats th:nth-child(2) { width: 2.5rem; }
+table.findings td { text-align: left; vertical-align: top; } table.findings th { text-align: left; }
+table.findings th:nth-child(1) { width: 5rem; } table.findings th:nth-child(4) { width: 4.5rem; }
+table.findings th:nth-child(5) { width: 8.5rem; } table.findings th:nth-child(6) { width: 2.5rem; }
+table.findings th:nth-child(7) { width: 6.5rem; }
+.holds { color: #1a7f37; font-weight: 600; } .does-not-hold { color: #b42318; font-weight: 600; }
+.inconclusive { color: #8a6d00; } .no-data { color: #777; }
 """
 STATS_COLUMNS = ["measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi",
                  "psi", "sign_error", "sign_error_worst", "worst_factor", "n_pairs", "rank"]
+STATS_HEADERS = {"spearman": "ρ", "spearman_lo": "ρ lo", "spearman_hi": "ρ hi", "kendall": "τ",
+                 "kendall_lo": "τ lo", "kendall_hi": "τ hi", "psi": "Ψ", "sign_error": "sign error",
+                 "sign_error_worst": "worst sign error", "worst_factor": "worst", "n_pairs": "pairs"}
+MAX_LISTED = 10  # a swept factor with more values is summarised: "99 values, 27..9824"
 
 
 @dataclass
@@ -54,9 +71,20 @@ def _escape(text: object) -> str:
     return html.escape(str(text))
 
 
-def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(index=False, border=0, na_rep="–", escape=True,
+def _table(frame: pd.DataFrame, classes: str | None = None) -> str:
+    return frame.to_html(index=False, border=0, na_rep="–", escape=True, classes=classes,
                          float_format=lambda v: f"{v:.3f}")
+
+
+def _values_text(values: list) -> str:
+    """A swept factor's values: all of them, or with more than MAX_LISTED, their count and range."""
+    if len(values) <= MAX_LISTED:
+        return ", ".join(map(str, values))
+    numbers = [v for v in values if isinstance(v, (int, float, np.integer, np.floating))
+               and not isinstance(v, (bool, np.bool_))]
+    if len(numbers) == len(values):
+        return f"{len(values)} values, {min(numbers)}..{max(numbers)}"
+    return f"{len(values)} values: " + ", ".join(map(str, values[:5])) + ", ..."
 
 
 def _figure_html(entry: FigureEntry) -> str:
@@ -87,7 +115,7 @@ def _meta_html(meta: dict, n_points: int, n_trajectories: int) -> str:
             ("records from", f"{meta['first']} to {meta['last']}" if meta["first"] is not None else "unknown"),
             ("total compute time (sum of time.total_s)", _duration(meta["compute_s"]))]
     body = "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(v)}</td></tr>" for k, v in rows)
-    swept = "".join(f"<tr><td>{_escape(name)}</td><td>{len(values)}</td><td>{_escape(', '.join(map(str, values)))}</td></tr>"
+    swept = "".join(f"<tr><td>{_escape(name)}</td><td>{len(values)}</td><td>{_escape(_values_text(values))}</td></tr>"
                     for name, values in meta["swept"].items())
     swept_html = ("<table><tr><th>factor</th><th>levels</th><th>values</th></tr>" + swept + "</table>" if swept
                   else "<p>No factor takes more than one value: nothing was swept.</p>")
@@ -95,16 +123,26 @@ def _meta_html(meta: dict, n_points: int, n_trajectories: int) -> str:
 
 
 def _stats_html(stats: pd.DataFrame) -> str:
+    """Per data set, one table per (target, label stratum) where the stats have those columns, so each
+    table keeps STATS_COLUMNS alone (it fits the page: table.fit)."""
     if stats is None or not len(stats):
         return '<p class="empty">No statistics: no trials were kept, or no measure varies across them.</p>'
     by = stats.columns[0]
+    split = [c for c in ("target", "labels") if c in stats.columns]
     blocks = []
     for value, group in stats.groupby(by, sort=True):
-        columns = [c for c in STATS_COLUMNS if c in group.columns]
-        blocks.append(f"<h3>{_escape(value)}</h3>{_table(group[columns])}")
-    return ("<p>Per data set and measure: rank correlation with the loss gap (bootstrap 95% CI), granulated "
-            "Kendall &Psi; (Jiang et al. 2020), sign-error over coupled pairs (Dziugaite et al. 2020). "
-            "Also in stats.csv and stats.parquet.</p>" + "".join(blocks))
+        blocks.append(f"<h3>{_escape(value)}</h3>")
+        for key, part in (group.groupby(split, sort=False) if split else [((), group)]):
+            columns = [c for c in STATS_COLUMNS if c in part.columns]
+            shown = part[columns].assign(measure=part["measure"].astype(str).str.removeprefix("measure."))
+            title = ", ".join(f"{name} {v}" for name, v in zip(split, key if isinstance(key, tuple) else (key,)))
+            blocks.append((f"<h4>{_escape(title)}</h4>" if title else "")
+                          + _table(shown.rename(columns=STATS_HEADERS), "fit stats"))
+    return ("<p>Per data set and measure: rank correlation with the gap (bootstrap 95% CI), granulated "
+            "Kendall &Psi; (Jiang et al. 2020), sign-error over coupled pairs (Dziugaite et al. 2020); a table "
+            "per gap target and label stratum (all nets, true-label, random-label) where the statistics have "
+            "them. Measures are the trials' measure.* columns, named without the prefix. Also in stats.csv "
+            "and stats.parquet.</p>" + "".join(blocks))
 
 
 def _interval(row: pd.Series, name: str, transform=lambda v: v, digits: int = 3) -> str:
@@ -150,16 +188,44 @@ def _intervention_html(section: InterventionSection | None) -> str:
                      "<p>Means (Δ) and medians (Jacobian ratios J<sub>reg</sub>/J<sub>base</sub>) with 95% "
                      "percentile-bootstrap CIs; a change counts as a rise or fall only when its CI excludes no "
                      "change. Also in intervention.csv (log ratios) and intervention_pairs.csv.</p>"
-                     + _table(_effects_table(section.effects)))
+                     + _table(_effects_table(section.effects), "fit"))
     if section.figure is not None:
         parts.append(_figure_html(section.figure).replace("<h2>", "<h3>").replace("</h2>", "</h3>"))
     return "\n".join(parts)
 
 
+FINDINGS_TITLE = "Findings of the reference study (Novak et al. 2018), tested on these nets"
+FINDINGS_SHOWN = ("finding", "claim", "statistic", "predicted", "result", "n", "verdict", "note")
+
+
+def _findings_html(findings: pd.DataFrame | None) -> str:
+    """The findings table (analysis.findings: one row per finding, verdict colored) and the verdict rule."""
+    if findings is None:
+        return ""
+    head = (f"<h2>{_escape(FINDINGS_TITLE)}</h2><p>Each finding of docs/science.md section 1 as one number "
+            f"from the kept nets, with its {LEVEL:.0%} CI, n and a verdict. Test error is {_escape(TARGET)} "
+            "(the nets kept are those that fit their training set, as in the paper); J is the test Jacobian "
+            "norm. Also in findings.csv and findings.txt.</p>"
+            f"<p><b>Verdict rule.</b> {_escape(VERDICT_RULE)}</p>")
+    if not len(findings):
+        return head + '<p class="empty">No findings computed.</p>'
+    header = "".join(f"<th>{_escape(name)}</th>" for name in FINDINGS_SHOWN)
+    rows = []
+    for _, row in findings.iterrows():
+        css = str(row["verdict"]).replace(" ", "-")
+        cells = [row["finding"], row["claim"], row["statistic"], row["predicted"], format_result(row),
+                 int(row["n"]), row["verdict"], row["note"] if isinstance(row["note"], str) else ""]
+        rows.append("<tr>" + "".join(f'<td class="{css}">{_escape(c)}</td>' if name == "verdict"
+                                     else f"<td>{_escape(c)}</td>" for name, c in zip(FINDINGS_SHOWN, cells))
+                    + "</tr>")
+    return head + f'<table class="fit findings"><tr>{header}</tr>{"".join(rows)}</table>'
+
+
 def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
                 stats: pd.DataFrame, figures: list[FigureEntry], load_warnings: list[str],
-                n_points: int, n_trajectories: int, intervention: InterventionSection | None = None) -> str:
-    """The whole page as a string."""
+                n_points: int, n_trajectories: int, intervention: InterventionSection | None = None,
+                findings: pd.DataFrame | None = None) -> str:
+    """The whole page as a string; it opens with the findings table (`_findings_html`) when given."""
     dropped_html = (_table(dropped) if dropped is not None and len(dropped)
                     else "<p>No trial was dropped.</p>")
     warn_html = ("<h3>Files skipped while loading</h3><pre>" + _escape("\n".join(load_warnings)) + "</pre>"
@@ -168,6 +234,7 @@ def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFra
     sections = [
         f"<h1>Sensitivity and generalization: analysis of {_escape(results_dir)}</h1>",
         f"<p>Built {now} from the Parquet tables alone (figure 6 recomputes one trial).</p>",
+        _findings_html(findings),
         f"<h2>Headline</h2><pre>{_escape(headline)}</pre>",
         f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}",
         f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",

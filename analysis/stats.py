@@ -11,7 +11,9 @@ Three views, each computed on the trials table (one row per trial, `hp.*` and `m
   (NeurIPS 2020): over coupled pairs of trials that differ in one factor, how often the measure
   moves the other way than the gap; per factor ("environment") and the worst case over factors.
 
-`measure_table` gathers all three for every measure and data set, for the report.
+`measure_table` gathers all three for every measure and data set, against both gap targets (gap.accuracy,
+gap.loss) and per label stratum (all nets, true-label nets, random-label nets; see analysis.strata), for
+the report.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman, percentile_bootstrap
+from analysis.strata import LABELS, TARGETS, label_strata
 
 SEED_AXIS = "hp.seed"
 BOOT_COUNTS = ("spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot")  # measure_table's last columns
@@ -82,6 +85,22 @@ def swept_axes(df: pd.DataFrame, include_seed: bool = False) -> list[str]:
     return [a for a in axes if include_seed or a != SEED_AXIS]
 
 
+def _level_codes(column: pd.Series) -> np.ndarray:
+    """Integer codes of a column's values, a missing value being a level of its own (as groupby(dropna=False))."""
+    return np.asarray(column.factorize(use_na_sentinel=False)[0])
+
+
+def _groups_of(codes: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """Row numbers of each group of equal values over `codes`, groups in order of first appearance
+    (groupby(sort=False)), rows in order within a group; one group of every row if there are no codes."""
+    if not codes:
+        return [np.arange(n)] if n else []
+    _, first, inverse = np.unique(np.column_stack(codes), axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    rows = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
+    return [rows[g] for g in np.argsort(first, kind="stable")]
+
+
 def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
                        axes: Iterable[str] | None = None) -> dict[str, Any]:
     """Jiang et al. 2020 granulated Kendall coefficient (their Eq. 4-5).
@@ -93,27 +112,31 @@ def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
         Psi   = (1/|A|) sum_{i in A} psi_i   over the axes A with at least one such group.
     Groups where tau is undefined (measure or target constant in the group) are left out and
     counted. `axes` defaults to `swept_axes(df)` (all varying hp.* columns except hp.seed); the
-    grouping always uses every varying hp.* column, including ones not listed in `axes`.
+    grouping always uses every varying hp.* column, including ones not listed in `axes`. Only rows
+    where both values are finite enter (the swept axes are those of these rows). The groups are
+    found on integer codes of the hp.* values (numpy), not by a pandas groupby per axis.
 
     Returns {"Psi", "psi": {axis: psi_i}, "groups": {axis: m_i}, "undefined": {axis: count}, "axes"}.
     """
-    x_all = pd.to_numeric(df[measure], errors="coerce")
-    y_all = pd.to_numeric(df[target], errors="coerce")
-    frame = df.loc[np.isfinite(x_all) & np.isfinite(y_all)]
-    varying = swept_axes(frame, include_seed=True)
-    axes = swept_axes(frame) if axes is None else list(axes)
+    x_all = pd.to_numeric(df[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    y_all = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    ok = np.isfinite(x_all) & np.isfinite(y_all)
+    x, y = x_all[ok], y_all[ok]
+    hp = [c for c in df.columns if c.startswith("hp.")]
+    axes = None if axes is None else list(axes)
+    codes = {c: _level_codes(df[c])[ok] for c in dict.fromkeys([*hp, *(axes or [])])}
+    varying = [c for c in hp if len(codes[c]) and codes[c].min() < codes[c].max()]  # swept_axes(kept rows, seed too)
+    axes = [a for a in varying if a != SEED_AXIS] if axes is None else axes
     psi: dict[str, float] = {}
     groups: dict[str, int] = {}
     undefined: dict[str, int] = {}
     for axis in axes:
-        others = [c for c in varying if c != axis]
-        grouped = frame.groupby(others, dropna=False, sort=False) if others else [((), frame)]
         taus, n_undefined = [], 0
-        for _, group in grouped:
-            if len(group) < 2 or group[axis].nunique(dropna=False) < 2:
+        for rows in _groups_of([codes[c] for c in varying if c != axis], len(x)):
+            if len(rows) < 2 or np.unique(codes[axis][rows]).size < 2:
                 continue
-            x, y = _finite_pairs(group, measure, target)
-            tau = stats.kendalltau(x, y).statistic if np.ptp(x) > 0 and np.ptp(y) > 0 else np.nan
+            gx, gy = x[rows], y[rows]
+            tau = stats.kendalltau(gx, gy).statistic if np.ptp(gx) > 0 and np.ptp(gy) > 0 else np.nan
             if np.isfinite(tau):
                 taus.append(float(tau))
             else:
@@ -205,36 +228,66 @@ def default_measures(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def measure_table(df: pd.DataFrame, measures: Iterable[str] | None = None, target: str = "gap.loss",
-                  by: str | None = "hp.dataset", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per (`by` value, measure): every score of the measure against `target`.
+SCORE_COLUMNS = ("n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo", "kendall_hi", "psi",
+                 "sign_error", "sign_error_worst", "worst_factor", "n_pairs")
+PAIR_COLUMNS = ("trial_id", "pair_id", "pair.factor", "twin_id", "twin.factor")  # what sign_error reads
 
-    Columns: <by>, measure, n, spearman, spearman_lo, spearman_hi, kendall, kendall_lo, kendall_hi,
-    psi (granulated Kendall Psi), sign_error, sign_error_worst, worst_factor, n_pairs, rank, then
-    BOOT_COUNTS: spearman_n_boot_finite, kendall_n_boot_finite (the finite bootstrap replicates each
+
+def _scores(frame: pd.DataFrame, measure: str, target: str, n_boot: int, seed: int) -> dict[str, Any]:
+    """SCORE_COLUMNS and BOOT_COUNTS of one measure against one target on the rows of `frame`."""
+    corr = rank_correlations(frame, measure, target, n_boot=n_boot, seed=seed)
+    signs = sign_error(frame, measure, target)
+    return {"n": int(corr["n"]), **{k: corr[k] for k in SCORE_COLUMNS[1:7]},
+            "psi": granulated_kendall(frame, measure, target)["Psi"], "sign_error": signs["overall"],
+            "sign_error_worst": signs["worst"], "worst_factor": signs["worst_factor"], "n_pairs": signs["n_pairs"],
+            **{k: corr[k] for k in BOOT_COUNTS}}
+
+
+def measure_table(df: pd.DataFrame, measures: Iterable[str] | None = None, targets: Iterable[str] | str | None = None,
+                  by: str | None = "hp.dataset", n_boot: int = 1000, seed: int = 0,
+                  labels: Iterable[str] = LABELS, *, target: str | None = None) -> pd.DataFrame:
+    """One row per (`by` value, target, labels, measure): every score of the measure against the target,
+    on the nets of that label stratum (analysis.strata: "all", "true" = hp.random_labels 0, "random" > 0).
+
+    Columns: <by>, target, labels, measure, n, spearman, spearman_lo, spearman_hi, kendall, kendall_lo,
+    kendall_hi, psi (granulated Kendall Psi), sign_error, sign_error_worst, worst_factor, n_pairs, rank,
+    then BOOT_COUNTS: spearman_n_boot_finite, kendall_n_boot_finite (the finite bootstrap replicates each
     CI rests on, see `rank_correlations`) and n_boot (the resamples asked for).
-    Sorted by `by`, then by Kendall tau, largest first (`rank` 1 = the measure that best tracks
-    the gap, in the sense that a complexity measure should grow with the gap: a measure that
-    shrinks as the gap grows, such as the margin, scores a negative tau and ranks last).
-    `by=None` (or a column absent from df) pools all trials under the value "all".
+    `targets` defaults to TARGETS (gap.accuracy, gap.loss); a target column absent from `df` is left
+    out. `target=` (one column) is the former single-target call, the same as targets=(target,).
+    Every stratum gets its rows, an empty or tiny one too: n says how many nets had both values, and
+    with n < 3 (or no variation) the coefficients are NaN. Sign-errors count only the coupled pairs
+    whose two nets are both in the stratum (a random_labels pair has one net in each of true, random).
+    Sorted by `by`, then target and labels in the order given, then by Kendall tau, largest first
+    (`rank` within (<by>, target, labels): 1 = the measure that best tracks the gap, in the sense that
+    a complexity measure should grow with the gap: a measure that shrinks as the gap grows, such as the
+    margin, scores a negative tau and ranks last). Measures default to `default_measures(df)`, the
+    same list for every stratum. `by=None` (or a column absent from df) pools all trials under the
+    value "all" in a column named "group".
     """
+    if target is not None and targets is not None:
+        raise ValueError("measure_table: pass targets= or target=, not both")
+    targets = [target] if target is not None else [targets] if isinstance(targets, str) else \
+        list(TARGETS if targets is None else targets)
+    targets = [t for t in targets if t in df.columns]
     measures = default_measures(df) if measures is None else list(measures)
+    labels = list(labels)
     key = by if by is not None and by in df.columns else "group"
-    groups = df.groupby(by, sort=True) if key == by else [("all", df)]
+    keep = [c for c in df.columns if c.startswith("hp.") or c in {*PAIR_COLUMNS, *measures, *targets, key}]
+    slim = df[keep]  # the columns the scores read: slicing a wide table per stratum and group costs
+    groups = slim.groupby(by, sort=True) if key == by else [("all", slim)]
     rows = []
     for value, group in groups:
-        for measure in measures:
-            corr = rank_correlations(group, measure, target, n_boot=n_boot, seed=seed)
-            signs = sign_error(group, measure, target)
-            rows.append({key: value, "measure": measure, "n": int(corr["n"]),
-                         **{k: corr[k] for k in ("spearman", "spearman_lo", "spearman_hi",
-                                                 "kendall", "kendall_lo", "kendall_hi", *BOOT_COUNTS)},
-                         "psi": granulated_kendall(group, measure, target)["Psi"],
-                         "sign_error": signs["overall"], "sign_error_worst": signs["worst"],
-                         "worst_factor": signs["worst_factor"], "n_pairs": signs["n_pairs"]})
-    columns = [key, "measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall", "kendall_lo",
-               "kendall_hi", "psi", "sign_error", "sign_error_worst", "worst_factor", "n_pairs"]
+        for stratum, subset in label_strata(group, labels):
+            for target_column in targets:
+                for measure in measures:
+                    rows.append({key: value, "target": target_column, "labels": stratum, "measure": measure,
+                                 **_scores(subset, measure, target_column, n_boot, seed)})
+    columns = [key, "target", "labels", "measure", *SCORE_COLUMNS]
     table = pd.DataFrame(rows, columns=[*columns, *BOOT_COUNTS])
-    table = table.sort_values([key, "kendall"], ascending=[True, False], na_position="last", ignore_index=True)
-    table["rank"] = table.groupby(key).cumcount() + 1
+    order = [key, "_target", "_labels", "kendall"]
+    table = (table.assign(_target=table["target"].map({t: i for i, t in enumerate(targets)}),
+                          _labels=table["labels"].map({s: i for i, s in enumerate(labels)}))
+             .sort_values(order, ascending=[True, True, True, False], na_position="last", ignore_index=True))
+    table["rank"] = table.groupby([key, "target", "labels"], sort=False).cumcount() + 1
     return table[[*columns, "rank", *BOOT_COUNTS]]

@@ -1,9 +1,9 @@
 """One function per figure of the study, each `figN_name(data..., out_dir) -> [png path, pdf path]`.
 
-    fig1_jacobian_vs_gap(trials, out_dir, hue="hp.nonlinearity")   scatter.py
+    fig1_jacobian_vs_gap(trials, out_dir, hue="hp.nonlinearity", gap="accuracy")   scatter.py
     fig2_transitions(trials, out_dir, hue="hp.nonlinearity")       scatter.py
     fig3_per_point(points, trials, out_dir)                         per_point.py (+ per_point_bounds)
-    fig4_pairs(trials, out_dir)                                     pairs.py (+ pair_differences)
+    fig4_pairs(trials, out_dir, gap="accuracy")                     pairs.py (+ pair_differences)
     fig5_manifold(trajectories, out_dir, trials=None)               manifold.py
     fig6_linear_regions(cfg, out_dir, resolution=200, data_root=None)  regions.py (recomputes the trial)
     fig7_regularizers(trials, out_dir)                              regularizers.py (pairs: analysis.intervention)

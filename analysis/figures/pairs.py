@@ -3,8 +3,10 @@ the factor named in `pair.factor`): how much do the gap, the Jacobian norm and t
 when that factor flips? (docs/science.md section 1, "Paired factors".)
 
 Each pair is oriented from its reference member to the other: False -> True, the smaller number
-first, and for a nonlinearity ReLU first (else alphabetical). The gap is compared as a
-difference (nats), the Jacobian norm and transitions as a ratio (log axis), since they span decades.
+first, and for a nonlinearity ReLU first (else alphabetical). The gap (`gap`: the accuracy gap, i.e.
+the test error, by default, or the loss gap in nats) is compared as a difference, the Jacobian norm
+and transitions as a ratio (log axis), since they span decades; the "pairs moving with the gap"
+counts compare their direction with that of the chosen gap.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from matplotlib.lines import Line2D
 
 from analysis.figures.style import (factor_palette, label, message_figure, new_figure, paper_style, save,
                                     tidy_log_axis)
+from analysis.strata import gap_column
 
-QUANTITIES = (  # column, how a pair's change is expressed
+QUANTITIES = (  # column, how a pair's change is expressed (pair_differences has all; the figure one gap)
+    ("gap.accuracy", "difference"),
     ("gap.loss", "difference"),
     ("measure.jacobian_test", "ratio"),
     ("measure.transitions_test", "ratio"),
 )
-SHORT_NAMES = {"gap.loss": "loss gap (nats)", "measure.jacobian_test": r"test Jacobian norm $\|J\|_F$",
+GAP_COLUMNS = ("gap.accuracy", "gap.loss")
+SHORT_NAMES = {"gap.accuracy": "accuracy gap (test error)", "gap.loss": "loss gap (nats)",
+               "measure.jacobian_test": r"test Jacobian norm $\|J\|_F$",
                "measure.transitions_test": "transitions (test ellipses)"}
 
 
@@ -72,16 +78,18 @@ def pair_differences(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 @paper_style()
-def draw_pairs(trials: pd.DataFrame) -> Figure:
+def draw_pairs(trials: pd.DataFrame, gap: str = "accuracy") -> Figure:
     pairs = pair_differences(trials)
     if not len(pairs):
         return message_figure("No paired nets among these trials (no rows share a pair_id):\n"
                               "nothing to compare.", "Paired factors")
+    target = gap_column(gap)
+    quantities = [(q, how) for q, how in QUANTITIES if q == target or q not in GAP_COLUMNS]
     contrasts = sorted(pairs["contrast"].unique())
     palette = factor_palette(pairs["dataset"])
-    fig, axes = new_figure(len(QUANTITIES), 1, panel_in=2.2, extra_width_in=1.2)
+    fig, axes = new_figure(len(quantities), 1, panel_in=2.2, extra_width_in=1.2)
     fig.set_figheight(max(2.0, 1.2 + 0.45 * len(contrasts)))
-    for ax, (quantity, how) in zip(axes[0], QUANTITIES):
+    for ax, (quantity, how) in zip(axes[0], quantities):
         data = pairs.dropna(subset=[f"{quantity}.change"])
         if not len(data):
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
@@ -104,11 +112,11 @@ def draw_pairs(trials: pd.DataFrame) -> Figure:
         else:
             ax.set_yticks(range(len(contrasts)), [_with_count(c, pairs) for c in contrasts])
         if how == "ratio":
-            _annotate_agreement(ax, pairs, quantity, contrasts)
+            _annotate_agreement(ax, pairs, quantity, target, contrasts)
     handles = [Line2D([], [], marker="o", linestyle="", markersize=4, color=color, label=name)
                for name, color in palette.items()]
     fig.legend(handles=handles, title="data set", loc="outside right center", frameon=False)
-    fig.suptitle("Paired nets that differ in one factor: change of gap, Jacobian norm and transitions")
+    fig.suptitle(f"Paired nets that differ in one factor: change of the gap ({target}), Jacobian norm and transitions")
     return fig
 
 
@@ -116,22 +124,23 @@ def _with_count(contrast: str, pairs: pd.DataFrame) -> str:
     return f"{contrast}\n({int((pairs['contrast'] == contrast).sum())} pairs)"
 
 
-def _annotate_agreement(ax, pairs: pd.DataFrame, quantity: str, contrasts: list[str]) -> None:
-    """Right-hand tick labels: per contrast, in how many pairs the measure moved the same way as the gap."""
+def _annotate_agreement(ax, pairs: pd.DataFrame, quantity: str, target: str, contrasts: list[str]) -> None:
+    """Right-hand tick labels: per contrast, in how many pairs the measure moved the same way as the gap `target`."""
     labels = []
     for contrast in contrasts:
-        rows = pairs[pairs["contrast"] == contrast].dropna(subset=[f"{quantity}.change", "gap.loss.change"])
-        agree = int((np.sign(np.log(rows[f"{quantity}.change"])) == np.sign(rows["gap.loss.change"])).sum())
+        rows = pairs[pairs["contrast"] == contrast].dropna(subset=[f"{quantity}.change", f"{target}.change"])
+        agree = int((np.sign(np.log(rows[f"{quantity}.change"])) == np.sign(rows[f"{target}.change"])).sum())
         labels.append(f"{agree}/{len(rows)}")
     right = ax.twinx()
     right.set_ylim(ax.get_ylim())
     right.set_yticks(range(len(contrasts)), labels)
     right.tick_params(axis="y", length=0, labelsize=6.5)
-    right.set_ylabel("pairs moving\nwith the gap", fontsize=6.5)
+    right.set_ylabel(f"pairs moving\nwith the {target.split('.')[-1]} gap", fontsize=6.5)
 
 
-def fig4_pairs(trials: pd.DataFrame, out_dir: str) -> list[str]:
-    """Figure 4: within-pair change of gap (difference) and of Jacobian norm and transitions (ratio),
-    per paired factor. With no pairs it writes a figure that says so (never returns []).
+def fig4_pairs(trials: pd.DataFrame, out_dir: str, gap: str = "accuracy") -> list[str]:
+    """Figure 4: within-pair change of the gap `gap` ("accuracy" -> gap.accuracy, "loss" -> gap.loss;
+    a difference) and of Jacobian norm and transitions (ratio), per paired factor, with how many pairs
+    moved with that gap. With no pairs it writes a figure that says so (never returns []).
     Writes fig4_pairs.{png,pdf}; returns their paths."""
-    return save(draw_pairs(trials), out_dir, "fig4_pairs")
+    return save(draw_pairs(trials, gap), out_dir, "fig4_pairs")

@@ -38,7 +38,7 @@ LABELS = {
     "measure.transitions_test": "transitions per test ellipse",
     "measure.transitions_train": "transitions per train ellipse",
     "gap.loss": "loss gap: test − train (nats)",
-    "gap.accuracy": "accuracy gap: train − test",
+    "gap.accuracy": "accuracy gap: train − test\n(= test error)",
     "model.n_neurons": "hidden neurons",
     "jacobian_mean": r"$\|J\|_F$, mean along trajectory",
     "transition_density": "transitions per unit length",
@@ -110,6 +110,28 @@ def set_count_scale(ax: Axes, axis: str, values: pd.Series | np.ndarray) -> None
     else:
         setter("log")
         tidy_log_axis(ax, axis, v)
+
+
+def set_gap_scale(ax: Axes, axis: str, values: pd.Series | np.ndarray) -> None:
+    """Log scale for a loss gap, so that a few nets at 40+ nats do not squash the rest; symlog when
+    some gaps are <= 0 (test loss at or below train loss): linear within a power of ten near the
+    tenth percentile of |gap| (clipped to [0.01, 1]), log beyond, with signed tick labels."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    setter = ax.set_xscale if axis == "x" else ax.set_yscale
+    if not len(v) or (v > 0).all():
+        setter("log")
+        tidy_log_axis(ax, axis, v)
+        return
+    magnitudes = np.abs(v[v != 0])
+    small = float(np.quantile(magnitudes, 0.1)) if len(magnitudes) else 1.0
+    setter("symlog", linthresh=10.0 ** float(np.clip(np.round(np.log10(small)), -2, 0)), linscale=1.0)
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(ticker.FuncFormatter(signed_tick_text))
+
+
+def signed_tick_text(value: float, _position: object = None) -> str:
+    """`tick_text` for either sign: −10, 0, 10 (for symlog axes that cross zero)."""
+    return "0" if value == 0 else tick_text(value) if value > 0 else "−" + tick_text(-value)
 
 
 def tick_text(value: float, _position: object = None) -> str:

@@ -101,10 +101,12 @@ def test_fig1_files_labels_and_scales(tables, tmp_path):
     assert [ax.get_title().split("\n")[0] for ax in panels] == ["digits", "synthetic"]
     assert panels[0].get_title().split("\n")[1].startswith("n = 20, Spearman ρ = ")
     for ax in panels:
-        assert ax.get_xscale() == "log"
-        assert "Jacobian norm" in ax.get_xlabel() and "gap" in ax.get_ylabel() and "nats" in ax.get_ylabel()
-        assert len(ax.collections[0].get_offsets()) == 20  # every kept net of the data set is a point
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+        assert "Jacobian norm" in ax.get_xlabel() and "accuracy gap" in ax.get_ylabel()  # the default target
+        assert sum(len(c.get_offsets()) for c in ax.collections) == 20  # every kept net of the data set is a point
     assert fig.legends[0].get_title().get_text() == "nonlinearity"
+    for ax in data_axes(draw_jacobian_vs_gap(kept, gap="loss")):
+        assert ax.get_xscale() == ax.get_yscale() == "log" and "nats" in ax.get_ylabel()
 
 
 def test_fig1_numeric_hue_gets_a_titled_colorbar(tables):

@@ -167,6 +167,9 @@ def test_pipeline_from_files_to_measure_table(tmp_path):
         write_trial(str(tmp_path), cfg.trial_id, record(cfg, status), pd.DataFrame(), pd.DataFrame())
     result = filter_trials(load_trials(str(tmp_path)))
     assert result.summary().splitlines() == ["kept 6 of 8 trials", "error: 1", "not_fit: 1"]
-    table = measure_table(result.kept, n_boot=50)
-    assert list(table["measure"]) == ["measure.jacobian_test"] and table["n"].iloc[0] == len(configs)
-    assert -1 <= table["kendall"].iloc[0] <= 1
+    table = measure_table(result.kept, n_boot=50)  # the records have no gap.accuracy, and true labels only
+    assert set(table["measure"]) == {"measure.jacobian_test"}
+    assert list(zip(table["target"], table["labels"], table["n"])) == [
+        ("gap.accuracy", "all", 0), ("gap.accuracy", "true", 0), ("gap.accuracy", "random", 0),
+        ("gap.loss", "all", len(configs)), ("gap.loss", "true", len(configs)), ("gap.loss", "random", 0)]
+    assert -1 <= table["kendall"].iloc[3] <= 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import html
 import os
 import re
 import sys
@@ -65,8 +66,10 @@ def test_report_shows_the_stats_table_and_writes_it(built):
     from_csv = pd.read_csv(os.path.join(out, "stats.csv"))
     assert len(stats) == len(from_csv) > 0 and set(stats["hp.dataset"]) == {"digits", "synthetic"}
     np.testing.assert_allclose(stats["spearman"], from_csv["spearman"])
+    assert list(stats.columns[:4]) == ["hp.dataset", "target", "labels", "measure"]
+    assert set(stats["target"]) == {"gap.accuracy", "gap.loss"} and set(stats["labels"]) == {"all", "true", "random"}
     for value in stats[["spearman", "spearman_lo", "kendall", "kendall_hi"]].to_numpy().ravel():
-        assert f"<td>{value:.3f}</td>" in page
+        assert not np.isfinite(value) or f"<td>{value:.3f}</td>" in page  # NaN: too few random-label nets
 
 
 def test_report_headline_states_measured_correlations_with_cis(built):
@@ -74,12 +77,15 @@ def test_report_headline_states_measured_correlations_with_cis(built):
     stats = pd.read_parquet(os.path.join(out, "stats.parquet"))
     with open(os.path.join(out, "headline.txt")) as handle:
         text = handle.read()
+    assert "(gap.accuracy" in text.splitlines()[0]  # the default target
     for dataset in ("digits", "synthetic"):
         for measure in ("measure.jacobian_test", "measure.transitions_test"):
-            row = stats[(stats["hp.dataset"] == dataset) & (stats["measure"] == measure)].iloc[0]
-            expected = (f"Spearman {row.spearman:+.2f} [{row.spearman_lo:.2f}, {row.spearman_hi:.2f}], "
-                        f"Kendall {row.kendall:+.2f} [{row.kendall_lo:.2f}, {row.kendall_hi:.2f}]")
-            assert expected in text
+            for labels in ("all", "true"):
+                row = stats[(stats["hp.dataset"] == dataset) & (stats["measure"] == measure)
+                            & (stats["target"] == "gap.accuracy") & (stats["labels"] == labels)].iloc[0]
+                expected = (f"Spearman {row.spearman:+.2f} [{row.spearman_lo:.2f}, {row.spearman_hi:.2f}], "
+                            f"Kendall {row.kendall:+.2f} [{row.kendall_lo:.2f}, {row.kendall_hi:.2f}]")
+                assert expected in text
     assert text.strip().splitlines()[1] in page  # the headline is on the page too
 
 
@@ -186,7 +192,8 @@ def test_cli_builds_the_report_and_prints_path_and_headline(built, tmp_path, cap
     monkeypatch.setattr(analysis.report, "build_report", fake_build_report)
     out = tmp_path / "cli"
     assert run(parse([results, "--out", str(out), "--no-recompute", "--bootstrap", "50", "--data-root", "/d"])) == 0
-    assert calls == [(results, str(out), {"data_root": "/d", "device": "cpu", "recompute": False, "n_boot": 50})]
+    assert calls == [(results, str(out), {"data_root": "/d", "device": "cpu", "recompute": False, "n_boot": 50,
+                                          "gap": "accuracy"})]
     printed = capsys.readouterr().out
     assert printed == f"report: {out / 'report.html'}\nRank correlation ...\n- digits (20 nets): Spearman +0.61\n"
     assert parse([results]).out is None and parse([results]).data_root is None
@@ -208,3 +215,32 @@ def test_end_to_end_with_real_trials_recomputes_figure_6(tmp_path):
     assert "kept 3 of 3 trials" in page and "- digits (3 nets): Jacobian norm (test): Spearman" in page
     assert re.search(r"Trial [0-9a-f]{16} \(digits, relu, width (8|16|32), depth 3", page) and "Warning" not in page
     assert os.path.getsize(tmp_path / "r" / "fig6_linear_regions.pdf") > 2000
+
+
+def test_report_opens_with_the_findings_and_writes_them(built):
+    from analysis.findings import COLUMNS, VERDICT_RULE, findings_text
+
+    _, out, _, page = built
+    table = pd.read_csv(os.path.join(out, "findings.csv"))
+    assert list(table.columns) == COLUMNS and {"a", "a_true", "b_error", "c", "g", "h_rank"} <= set(table["finding"])
+    with open(os.path.join(out, "findings.txt"), encoding="utf-8") as handle:
+        assert handle.read().startswith("Findings of Novak et al. 2018")
+    first_section = page.index("<h2>")
+    assert page[first_section:].startswith("<h2>Findings of the reference study") and \
+        page.index("Findings of the reference study") < page.index("<h2>Headline</h2>")
+    assert html.escape(VERDICT_RULE) in page and 'class="fit findings"' in page
+    for _, row in table.iterrows():
+        assert f'<td class="{row["verdict"].replace(" ", "-")}">{row["verdict"]}</td>' in page
+    assert findings_text(table).splitlines()[0]
+
+
+def test_swept_factor_with_many_values_is_summarised():
+    from analysis.report_html import MAX_LISTED, _meta_html
+
+    meta = {"trials": 99, "kept": 99, "datasets": ["digits"], "first": None, "compute_s": 1.0,
+            "swept": {"seed": list(range(27, 27 + 98)) + [9824], "width": [8, 16],
+                      "nonlinearity": [f"nl{i}" for i in range(MAX_LISTED + 1)]}}
+    text = _meta_html(meta, 0, 0)
+    assert "<td>seed</td><td>99</td><td>99 values, 27..9824</td>" in text
+    assert "<td>width</td><td>2</td><td>8, 16</td>" in text
+    assert f"<td>{MAX_LISTED + 1} values: nl0, nl1, nl2, nl3, nl4, ...</td>" in text

@@ -183,20 +183,23 @@ def test_measure_table_rows_order_and_values():
     frame = pd.concat([a.assign(**{"hp.dataset": "digits"}), b.assign(**{"hp.dataset": "mnist"})],
                       ignore_index=True)
     frame["measure.constant"] = 1.0
-    table = measure_table(frame, n_boot=100)
+    table = measure_table(frame, n_boot=100, labels=("all",))  # only gap.loss is in the frame: one target
     assert list(zip(table["hp.dataset"], table["measure"])) == [
         ("digits", "measure.good"), ("digits", "measure.noise"), ("mnist", "measure.good"), ("mnist", "measure.noise")]
+    assert set(table["target"]) == {"gap.loss"} and set(table["labels"]) == {"all"}
     assert list(table["rank"]) == [1, 2, 1, 2]
     row = table.iloc[2]
     direct = rank_correlations(b, "measure.good", n_boot=100)
     assert row["n"] == direct["n"] and row["kendall"] == pytest.approx(direct["kendall"])
     assert row["kendall_lo"] == pytest.approx(direct["kendall_lo"])
-    assert list(table.columns) == ["hp.dataset", "measure", "n", "spearman", "spearman_lo", "spearman_hi", "kendall",
-                                   "kendall_lo", "kendall_hi", "psi", "sign_error", "sign_error_worst",
-                                   "worst_factor", "n_pairs", "rank",  # as before; the finite counts follow
+    assert list(table.columns) == ["hp.dataset", "target", "labels", "measure", "n", "spearman", "spearman_lo",
+                                   "spearman_hi", "kendall", "kendall_lo", "kendall_hi", "psi", "sign_error",
+                                   "sign_error_worst", "worst_factor", "n_pairs", "rank",  # the finite counts follow
                                    "spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot"]
     assert (table[["spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot"]] == 100).all().all()
     assert table["sign_error"].isna().all() and (table["n_pairs"] == 0).all()
+    single = measure_table(frame, target="gap.loss", n_boot=100, labels=("all",))  # the former single-target call
+    pd.testing.assert_frame_equal(single, table)
     pooled = measure_table(frame, measures=["measure.good"], by=None, n_boot=0)
-    assert len(pooled) == 1 and pooled["group"].iloc[0] == "all"
-    assert pooled["n"].iloc[0] == len(frame) - 4
+    assert len(pooled) == 3 and (pooled["group"] == "all").all() and list(pooled["labels"]) == ["all", "true", "random"]
+    assert list(pooled["n"]) == [len(frame) - 4, 0, 0]  # no hp.random_labels column: labels unknown, in "all" only
