@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.findings import LEVEL, TARGET, VERDICT_RULE, format_result
+from analysis.findings import TARGET, format_result
+from analysis.verdicts import LEVEL, VERDICT_RULE
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }

@@ -4,9 +4,8 @@ Draw i (i = 0, 1, 2, ...) uses its own generator, seeded from sha256(preset, ove
 so the sample of N is a prefix of the sample of N + 100 (raising N extends a sweep) and a rerun of the
 same command asks for exactly the same trials. Draws are deduplicated by trial_id:
 
-- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs,
-  the paired factors in turn, so each has N/len(factors) pairs;
-  for a preset with an intervention, distinct base configs, each run as its twin and every variant).
+- N counts *distinct* trials (for a pairs preset, distinct pairs: 2N trials, no trial in two pairs, the
+  factors in turn; for an intervention preset, distinct base configs, each run as its twin and every variant).
 - When the space is small (say `--set` pins all but one factor with 3 choices), draws stop after
   20 N + 1000 attempts and the sweep is the distinct configs found, fewer than N; `Sample.exhausted`
   says so and the CLI prints it.

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 
 from analysis.figures.per_point import per_point_bounds
-from analysis.findings import (COLUMNS, MIN_N, NULL_MARGIN, VERDICT_RULE, binomial_ci, findings_table,
-                               findings_text, read_findings, verdict, write_findings)
+from analysis.findings import COLUMNS, findings_table, findings_text, read_findings, write_findings
+from analysis.verdicts import MIN_N, NULL_MARGIN, VERDICT_RULE, binomial_ci, verdict
 
 N_BOOT = 300
 

@@ -218,7 +218,8 @@ def test_end_to_end_with_real_trials_recomputes_figure_6(tmp_path):
 
 
 def test_report_opens_with_the_findings_and_writes_them(built):
-    from analysis.findings import COLUMNS, VERDICT_RULE, findings_text
+    from analysis.findings import COLUMNS, findings_text
+    from analysis.verdicts import VERDICT_RULE
 
     _, out, _, page = built
     table = pd.read_csv(os.path.join(out, "findings.csv"))
