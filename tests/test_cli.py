@@ -27,12 +27,24 @@ def test_trial_command_writes_tables_and_prints_a_summary(tmp_path, capsys):
     (["--set", "width"], "--set takes FIELD=VALUE"),
     (["--set", "dataset=cifar10", "--data-root", "/nonexistent"], "data set cifar10 not found"),
 ])
-def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path, args, fragment):
+def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path, args, fragment, capsys, monkeypatch):
     out = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "sweeps.command", "trial", *args, "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "SENSITIVITY_DATA_ROOT": str(tmp_path / "data")})
+    monkeypatch.setenv("SENSITIVITY_DATA_ROOT", str(tmp_path / "data"))
+    assert main(["trial", *args, "--out", str(out), "--no-progress"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in lines[0]
+    assert not out.exists()
+
+
+def test_a_bad_setting_is_one_line_on_the_stderr_of_the_whole_process(tmp_path):
+    """What a user sees: the command as a process writes its one line and nothing else (no warning of an
+    import, no traceback) to stderr; the cases above check each message in this process."""
+    out = tmp_path / "res"
+    proc = subprocess.run([sys.executable, "-m", "sweeps.command", "trial", "--set", "dataset=cifar10", "--data-root",
+                           "/nonexistent", "--out", str(out), "--no-progress"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "SENSITIVITY_DATA_ROOT": str(tmp_path / "data")})
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in proc.stderr
+    assert len(lines) == 1 and "data set cifar10 not found" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
+

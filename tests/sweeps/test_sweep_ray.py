@@ -73,8 +73,8 @@ def test_a_killed_worker_is_retried_and_a_hopeless_trial_gets_an_error_row(ray_c
 
 
 def test_kill_9_of_the_driver_then_rerun_gives_exactly_n_records(ray_cluster, tmp_path, faults):
-    out, n, free = tmp_path / "out", 30, 4
-    argv = ["smoke", "--out", str(out), "--num-samples", str(n), "--chunk-size", "10",
+    out, n, free = tmp_path / "out", 12, 4
+    argv = ["smoke", "--out", str(out), "--num-samples", str(n), "--chunk-size", "6",
             "--address", ray_cluster.address]
     faults.hold(free=free)  # the first 4 trials to start run; the others wait in their workers
     driver = popen_cli("sweep", *argv)
