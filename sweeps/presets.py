@@ -8,7 +8,7 @@ the space. The presets:
 
 - smoke   synthetic data, tiny nets, all 5 nonlinearities and optimizers; ~0.1 s a trial. What the tests run.
 - quick   Fashion-MNIST, 1000 training images, the study's factors scaled for 2 CPU cores
-          (N=100 in ~2-3 min; most trials reach 100% train accuracy). `make demo` runs it.
+          (most trials reach 100% train accuracy; its run time is measured in README.md). `make demo` runs it.
 - paper   the reference study's grid as published (Novak et al. 2018, docs/science.md section 1), one GPU a
           trial, for clusters.
 - pairs   the study's paired factors at the quick preset's scale: each sample is two trials identical
@@ -111,7 +111,7 @@ QUICK = Preset(
     doc="Fashion-MNIST, 1000 training / 1000 test images, widths 128-512, depths 2-4, the 5 study "
         "nonlinearities, the 5 optimizers (learning rates per optimizer), init 0.5/1/2/4 x default, "
         "true or random labels, batch 64, at most 4000 steps (L-BFGS: 300 iterations), seeds 0..9999. "
-        "N=100 takes 2-3 min on 2 CPU cores.",
+        "N=100 takes a few minutes on 2 CPU cores (measured: README.md).",
     fixed=_QUICK_FIXED,
     factors={"width": (128, 256, 512), "depth": (2, 3, 4), "nonlinearity": STUDY_NONLINEARITIES,
              "optimizer": STUDY_OPTIMIZERS, "init_scale": (0.5, 1.0, 2.0, 4.0), "random_labels": (0.0, 1.0),

@@ -1,7 +1,7 @@
 """Records do not change under refactoring: fixed configs through run_trial and run_packed give the trial ids
 and values stored in tests/golden/records.json (floats to 1e-6).
 
-The golden file was written by this module against the code before the one-place redesign (issue 15):
+The golden file was written by this module against the code before the one-place redesign of study/ (2026-12-01):
 
     .venv/bin/python tests/test_records_unchanged.py --write
 
