@@ -22,7 +22,7 @@ import pyarrow.fs as pafs
 from study.config import TrialConfig
 from study.records import record_path, resolve, write_trial
 from study.resources import n_features, release_memory
-from study.trial import base_record, close_record, run_trial
+from study.trial import base_record, close_record
 from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory, first_use_allowance
 
 
@@ -95,6 +95,8 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """Train, measure and write one study trial or pack; what the progress table shows of it."""
+    from study.trial import run_trial  # looked up per call, so a wrapper installed after this import applies
+
     if "pack" in item:
         return _train_pack(item, run)
     cfg = TrialConfig(**item["cfg"])
