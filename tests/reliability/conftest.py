@@ -28,7 +28,7 @@ def nothing_left_behind():
     yield
     deadline = time.monotonic() + 20
     while our_processes() and time.monotonic() < deadline:
-        time.sleep(0.5)
+        time.sleep(2)  # a look reads every process's environment: not too often (helpers.wait_for_exit)
     left = []
     for proc in our_processes():
         left.append(describe(proc))

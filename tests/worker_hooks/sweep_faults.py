@@ -68,7 +68,10 @@ def _gate(trial_ids: list[str]) -> None:
         ticket += 1
     if ticket < rules.get("free", 0):
         return
+    raylet = os.getppid()  # a Ray worker's parent is its node's raylet
     while _rules() is not None and not (_root() / "release").exists():
+        if os.getppid() != raylet:  # the node is gone (its driver was killed): a held trial goes with it
+            os._exit(1)
         time.sleep(POLL_S)
 
 
