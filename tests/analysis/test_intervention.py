@@ -1,11 +1,9 @@
-"""Regularizers as interventions: twin matching, deltas, bootstrap effects, conclusions, figure 7, report."""
+"""Regularizers as interventions: twin matching, deltas, bootstrap effects, conclusions (figure 7 and the
+report: test_intervention_report.py)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import math
-import os
 import re
 
 import matplotlib
@@ -16,66 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import load_trials
-from analysis.figures import draw_regularizers, fig7_regularizers
 from analysis.bootstrap import bootstrap_statistic
 from analysis.intervention import MIN_PAIRS_CI, conclusion, conclusion_sentence, intervention_effects, regularizer_pairs
-from analysis.report import build_report
 from study.config import TrialConfig
-from study.schema import hp_record
-from study.records import write_trial
 
-START = dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)
-BASES = [TrialConfig(dataset=d, width=w, seed=s, n_train=200, n_test=200)
-         for d, w, s in itertools.product(("digits", "synthetic"), (8, 32), (0, 1, 2))]  # 12 base configs
-# Regularized variants with known multiplicative Jacobian changes and additive gap changes:
-# (settings, softmax J factor, logit J factor, gap change, test accuracy change)
-VARIANTS = [
-    ({"regularizer": "jacobian", "reg_strength": 0.01}, 1.15, 0.5, -0.02, 0.01),
-    ({"regularizer": "jacobian", "reg_strength": 0.1}, 1.3, 0.25, -0.05, 0.02),  # the trap: logit falls, softmax rises
-    ({"regularizer": "input_noise", "noise_std": 0.1}, 0.8, 0.8, 0.0, 0.0),
-    ({"regularizer": "input_noise", "noise_std": 0.3}, 0.7, 0.7, 0.0, -0.01),
-]
-
-
-def _base_values(i: int) -> dict:
-    """Baseline measures of base config i: distinct per config, so a wrong match shows."""
-    return {"gap.loss": 0.3 + 0.05 * i, "gap.accuracy": 0.1 + 0.01 * i, "test.accuracy": 0.8 - 0.01 * i,
-            "measure.jacobian_test": 0.2 + 0.03 * i, "measure.logit_jacobian_test": 5.0 + i}
-
-
-def _row(cfg: TrialConfig, values: dict, minute: int) -> dict:
-    return {**hp_record(cfg), "trial_id": cfg.trial_id, "status": "ok", "train.accuracy": 1.0, "train.loss": 0.01,
-            "test.loss": 0.01 + values["gap.loss"], **values,
-            "created_at": pd.Timestamp(START + dt.timedelta(minutes=minute))}
-
-
-def make_trials(noise: float = 0.01, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """The trials table (12 baselines, 48 regularized twins, 1 regularized trial without a twin) and
-    {regularized trial id: (baseline id, expected deltas)}. `noise` jitters each delta, so that CIs have width."""
-    rng = np.random.default_rng(seed)
-    rows, expected = [], {}
-    for i, base in enumerate(BASES):
-        values = _base_values(i)
-        rows.append(_row(base, values, len(rows)))
-        for settings, f_soft, f_logit, d_gap, d_acc in VARIANTS:
-            cfg = base.replace(**settings)
-            jitter = rng.normal(0, noise, size=4)
-            new = {"gap.loss": values["gap.loss"] + d_gap + jitter[0],
-                   "gap.accuracy": values["gap.accuracy"] - d_acc,
-                   "test.accuracy": values["test.accuracy"] + d_acc,
-                   "measure.jacobian_test": values["measure.jacobian_test"] * f_soft * math.exp(jitter[1]),
-                   "measure.logit_jacobian_test": values["measure.logit_jacobian_test"] * f_logit * math.exp(jitter[2])}
-            rows.append(_row(cfg, new, len(rows)))
-            expected[cfg.trial_id] = (base.trial_id, {
-                "d_gap_loss": new["gap.loss"] - values["gap.loss"], "d_gap_accuracy": -d_acc, "d_test_accuracy": d_acc,
-                "d_jacobian": new["measure.jacobian_test"] - values["measure.jacobian_test"],
-                "d_logit_jacobian": new["measure.logit_jacobian_test"] - values["measure.logit_jacobian_test"],
-                "log_ratio_jacobian": math.log(f_soft) + jitter[1],
-                "log_ratio_logit_jacobian": math.log(f_logit) + jitter[2]})
-    orphan = BASES[0].replace(seed=9, regularizer="jacobian", reg_strength=0.1)  # its baseline was never run
-    rows.append(_row(orphan, _base_values(0), len(rows)))
-    return pd.DataFrame(rows), expected
+from intervention_trials import base_values, make_trials, trial_row  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +55,9 @@ def test_deltas_equal_hand_computed_values(trials, pairs):
 
 def test_matching_ignores_pair_id_and_other_hp_differences():
     base = TrialConfig(width=8)
-    rows = [_row(base, _base_values(0), 0), _row(base.replace(lr=0.01), _base_values(1), 1),
-            _row(base.replace(lr=0.01, regularizer="jacobian", reg_strength=1.0), _base_values(2), 2),
-            _row(base.replace(regularizer="jacobian", reg_strength=1.0, reg_target="softmax"), _base_values(3), 3)]
+    rows = [trial_row(base, base_values(0), 0), trial_row(base.replace(lr=0.01), base_values(1), 1),
+            trial_row(base.replace(lr=0.01, regularizer="jacobian", reg_strength=1.0), base_values(2), 2),
+            trial_row(base.replace(regularizer="jacobian", reg_strength=1.0, reg_target="softmax"), base_values(3), 3)]
     frame = pd.DataFrame(rows)
     frame["pair_id"] = ["x", "y", "x", None]  # misleading pair ids must not matter
     pairs = regularizer_pairs(frame)
@@ -126,10 +69,10 @@ def test_matching_ignores_pair_id_and_other_hp_differences():
 def test_newest_of_duplicate_baselines_serves_and_missing_hp_values_match():
     a, b = TrialConfig(width=8), TrialConfig(width=16)
     reg = {"regularizer": "jacobian", "reg_strength": 1.0}
-    rows = [_row(a, _base_values(0), 3), _row(a, _base_values(1), 9), _row(a, _base_values(2), 1),  # a: 3 baselines
-            _row(a.replace(**reg), _base_values(3), 4),
-            _row(b, _base_values(4), 5), _row(b.replace(**reg), _base_values(5), 6),  # hp.extra missing in both
-            _row(b.replace(seed=7, **reg), _base_values(6), 7)]  # no baseline with seed 7: unmatched
+    rows = [trial_row(a, base_values(0), 3), trial_row(a, base_values(1), 9), trial_row(a, base_values(2), 1),  # a: 3 baselines
+            trial_row(a.replace(**reg), base_values(3), 4),
+            trial_row(b, base_values(4), 5), trial_row(b.replace(**reg), base_values(5), 6),  # hp.extra missing in both
+            trial_row(b.replace(seed=7, **reg), base_values(6), 7)]  # no baseline with seed 7: unmatched
     frame = pd.DataFrame(rows)
     frame["trial_id"] = ["a-mid", "a-new", "a-old", "a-reg", "b", "b-reg", "c-reg"]
     frame["hp.extra"] = [1.0, 1.0, 1.0, 1.0, np.nan, np.nan, np.nan]
@@ -149,7 +92,7 @@ PAIR_COLUMNS_BEFORE = [  # the columns of regularizer_pairs as they were before 
 
 
 def test_no_regularized_trials_gives_an_empty_table():
-    pairs = regularizer_pairs(pd.DataFrame([_row(TrialConfig(), _base_values(0), 0)]))
+    pairs = regularizer_pairs(pd.DataFrame([trial_row(TrialConfig(), base_values(0), 0)]))
     assert len(pairs) == 0 and pairs.attrs["n_regularized"] == 0 and pairs.attrs["unmatched"] == []
     assert len(intervention_effects(pairs)) == 0 and conclusion(intervention_effects(pairs)) == []
 
@@ -256,64 +199,3 @@ def test_conclusion_for_a_regularizer_that_lowers_no_jacobian():
     few = row.copy()
     few["n"] = 2
     assert "no conclusion" in conclusion_sentence(few)
-
-
-# -- figure 7 and the report ------------------------------------------------------------------------
-
-def _write(location: str, table: pd.DataFrame) -> None:
-    for record in table.to_dict("records"):
-        write_trial(location, record["trial_id"], record, pd.DataFrame(), pd.DataFrame())
-
-
-def _text(fig) -> list[str]:
-    return [ax.get_xlabel() for ax in fig.axes] + [ax.get_ylabel() for ax in fig.axes]
-
-
-def test_fig7_files_and_labelled_axes(trials, tmp_path):
-    fig = draw_regularizers(trials[0], n_boot=100)
-    panels = [ax for ax in fig.axes if ax.collections]
-    assert len(panels) == 6  # 2 regularizers x 3 rows
-    labels = " ".join(_text(fig))
-    assert "softmax Jacobian" in labels and "logit Jacobian" in labels and "Δ loss gap" in labels
-    assert "test accuracy" in labels and "noise std" in labels and "strength $\\lambda$" in labels
-    assert all(ax.get_xscale() == "log" for ax in panels)
-    paths = fig7_regularizers(trials[0], str(tmp_path), n_boot=100)
-    assert [os.path.basename(p) for p in paths] == ["fig7_regularizers.png", "fig7_regularizers.pdf"]
-    assert all(os.path.getsize(p) > 2000 for p in paths)
-
-
-@pytest.mark.parametrize("case", ["no_regularized", "no_twins"])
-def test_fig7_without_pairs_says_so(trials, case, tmp_path):
-    table = trials[0]
-    table = table[table["hp.regularizer"] == "none"] if case == "no_regularized" else \
-        table[table["hp.regularizer"] != "none"]
-    fig = draw_regularizers(table)
-    text = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
-    expected = "No regularized trials" if case == "no_regularized" else "none with an unregularized twin"
-    assert expected in text
-    assert all(os.path.getsize(p) > 1000 for p in fig7_regularizers(table, str(tmp_path)))
-
-
-def test_report_has_the_regularizer_section(trials, tmp_path):
-    _write(str(tmp_path), trials[0])
-    out = tmp_path / "report"
-    page = open(build_report(str(tmp_path), str(out), recompute=False, n_boot=100, log=lambda _: None),
-                encoding="utf-8").read()
-    assert "Regularizers: does lowering the Jacobian lower the gap?" in page
-    assert "Figure 7" in page and (out / "fig7_regularizers.png").exists() and (out / "fig7_regularizers.pdf").exists()
-    effects = pd.read_csv(out / "intervention.csv")
-    assert set(effects["method"]) == {"jacobian", "input_noise"} and effects["n"].max() == 24
-    sentences = conclusion(intervention_effects(regularizer_pairs(load_trials(str(tmp_path))), n_boot=100))
-    for sentence in sentences:
-        assert sentence in page
-    assert "lowering the logit Jacobian lowered the gap" in page
-    assert "1 regularized trial without an unregularized twin" in page
-
-
-def test_report_skips_the_section_without_regularized_trials(trials, tmp_path):
-    table = trials[0]
-    _write(str(tmp_path), table[table["hp.regularizer"] == "none"])
-    page = open(build_report(str(tmp_path), str(tmp_path / "r"), recompute=False, n_boot=50, log=lambda _: None),
-                encoding="utf-8").read()
-    assert "Regularizers: does lowering the Jacobian lower the gap?" in page
-    assert "Skipped: no regularized trials" in page and not (tmp_path / "r" / "fig7_regularizers.png").exists()
