@@ -7,8 +7,9 @@ A measure is a function `MeasureContext -> MeasureOutput`, registered with the c
 
 Its `record` entries become columns of the trial row, its `points` rows are merged on (split, index)
 into the points table, and its `trajectories` rows are appended to the trajectories table; study.schema
-builds the three tables' schemas from these declarations. Every module of this package is imported
-(in name order, which is the order the measures run in), so adding a measure is one module and its test.
+builds the three tables' schemas from these declarations. Every module of this package is imported,
+in name order (a module another one imports registers first); the measures run in the order they
+registered. Adding a measure is one module and its test.
 """
 
 from __future__ import annotations
