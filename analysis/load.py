@@ -16,6 +16,9 @@ an analysis:
 - Empty or missing directory: an empty DataFrame with the schema's columns and types.
 - The trials table is deduplicated on `trial_id`, keeping the newest `created_at` (defensive: the
   writer names files by trial id, but directories get merged by hand).
+- load_trials, load_points and load_trajectories join the measures computed after the trials
+  (`sensitivity measure`, under measures/): each measure's columns hold its newest version's values
+  (analysis.versions); load_table returns the tables as the trials wrote them.
 
 Files are read concurrently by a thread pool (Parquet decoding and object-store requests release
 the GIL); ~10^4 one-row trial files take a few seconds on two cores.
@@ -26,93 +29,24 @@ and counts the dropped ones per reason (say what was dropped, and why).
 
 from __future__ import annotations
 
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
+from analysis.files import list_files, read_tables
+from analysis.versions import overlay_rows, overlay_trials
+from study.records import measured_trial_ids, resolve
 from study.schema import TABLES, table_schema
-
-from study.records import record_path, resolve
-
-MAX_WARNINGS = 20  # per load; beyond this the skipped files are summarized in one warning
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith((".", "_"))
-
-
-def _list_files(fs: pafs.FileSystem, root: str, table: str, trial_ids: Iterable[str] | None) -> list[str]:
-    """Paths of the candidate files of one table (hidden names excluded), sorted."""
-    directory = f"{root.rstrip('/')}/{table}"
-    if trial_ids is not None:  # only the named trials: no listing needed
-        wanted = [record_path(root, table, tid) for tid in sorted(set(trial_ids))]
-        infos = fs.get_file_info(wanted) if wanted else []
-        return [info.path for info in infos if info.type == pafs.FileType.File]
-    selector = pafs.FileSelector(directory, allow_not_found=True, recursive=False)
-    try:
-        infos = fs.get_file_info(selector)
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(info.path for info in infos
-                  if info.type == pafs.FileType.File and not _is_hidden(info.base_name))
-
-
-def _conform(data: pa.Table, schema: pa.Schema, keep_extra: bool) -> pa.Table:
-    """`data` with exactly the schema's columns (cast; missing ones null), plus extras if asked."""
-    if data.schema.equals(schema, check_metadata=False):
-        return data.replace_schema_metadata(schema.metadata)  # so that concat sees one schema
-    arrays, fields = [], []
-    for fld in schema:
-        if fld.name in data.column_names:
-            column = data.column(fld.name)
-            arrays.append(column if column.type == fld.type else column.cast(fld.type))
-        else:
-            arrays.append(pa.nulls(data.num_rows, type=fld.type))
-        fields.append(fld)
-    if keep_extra:
-        for name in data.column_names:
-            if name not in schema.names:
-                arrays.append(data.column(name))
-                fields.append(data.schema.field(name))
-    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
-
-
-def _read_one(fs: pafs.FileSystem, path: str, schema: pa.Schema, keep_extra: bool) -> pa.Table | str:
-    """The conformed table of one file, or a one-line reason why it was skipped."""
-    if not path.endswith(".parquet"):
-        return "not a .parquet file"
-    try:
-        with fs.open_input_stream(path) as handle:  # one whole read: one GET on object stores
-            blob = handle.read()
-        data = pq.ParquetFile(pa.BufferReader(blob)).read(use_threads=False)
-    except (OSError, pa.ArrowException, ValueError) as exc:  # corrupt, truncated, foreign, vanished
-        return f"unreadable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-    try:
-        return _conform(data, schema, keep_extra)
-    except (pa.ArrowException, ValueError) as exc:
-        return f"columns do not match the schema ({type(exc).__name__}: {exc})"
-
-
-def _warn_skipped(table: str, skipped: list[tuple[str, str]]) -> None:
-    for path, reason in skipped[:MAX_WARNINGS]:
-        warnings.warn(f"skipped {table} file {path}: {reason}", stacklevel=4)
-    if len(skipped) > MAX_WARNINGS:
-        rest = len(skipped) - MAX_WARNINGS
-        warnings.warn(f"skipped {rest} more unreadable {table} files (first: {skipped[MAX_WARNINGS][0]})",
-                      stacklevel=4)
 
 
 def load_table(location: str, table: str, trial_ids: Iterable[str] | None = None,
                keep_extra: bool = False, max_workers: int | None = None) -> pd.DataFrame:
-    """All rows of one table (`trials`, `points` or `trajectories`) under `location` as a DataFrame.
+    """All rows of one table (`trials`, `points` or `trajectories`) under `location` as a DataFrame, as the
+    trials wrote them (load_trials, load_points and load_trajectories add the measures computed later).
 
     trial_ids: read only these trials' files (e.g. the trials kept by `filter_trials`).
     keep_extra: keep columns that the current schema does not know (default: drop them).
@@ -122,17 +56,7 @@ def load_table(location: str, table: str, trial_ids: Iterable[str] | None = None
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
     schema = table_schema(table)
     fs, root = resolve(location)
-    paths = _list_files(fs, root, table, trial_ids)
-    if max_workers is None:
-        local = isinstance(fs, pafs.LocalFileSystem)
-        max_workers = min(8, 2 * (os.cpu_count() or 1)) if local else 16
-    if len(paths) > 1 and max_workers > 1:
-        with ThreadPoolExecutor(max_workers=max_workers) as pool:
-            results = list(pool.map(lambda p: _read_one(fs, p, schema, keep_extra), paths))
-    else:
-        results = [_read_one(fs, p, schema, keep_extra) for p in paths]
-    tables = [r for r in results if isinstance(r, pa.Table)]
-    _warn_skipped(table, [(p, r) for p, r in zip(paths, results) if isinstance(r, str)])
+    tables = read_tables(fs, list_files(fs, root, table, trial_ids), schema, keep_extra, max_workers, table)
     if not tables:
         return schema.empty_table().to_pandas()
     try:
@@ -156,20 +80,35 @@ def _newest_per_trial(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_trials(location: str, keep_extra: bool = False, max_workers: int | None = None) -> pd.DataFrame:
-    """One row per trial (hp.*, train.*, test.*, gap.*, measure.*, status, ...); see `load_table`."""
-    return load_table(location, "trials", keep_extra=keep_extra, max_workers=max_workers)
+    """One row per trial (hp.*, train.*, test.*, gap.*, measure.*, status, ...); see `load_table`. Each
+    measure's columns hold its newest version's values, computed in the trial or later (analysis.versions)."""
+    trials = load_table(location, "trials", keep_extra=keep_extra, max_workers=max_workers)
+    return overlay_trials(location, trials)
+
+
+def _joined_rows(location: str, table: str, trial_ids: Iterable[str] | None, keep_extra: bool,
+                 max_workers: int | None) -> pd.DataFrame:
+    frame = load_table(location, table, trial_ids, keep_extra, max_workers)
+    measured = measured_trial_ids(location)
+    if not measured:
+        return frame
+    ids = set(frame["trial_id"]) | set(trial_ids or ())
+    return overlay_rows(location, table, frame, load_table(location, "trials", ids, max_workers=max_workers),
+                        measured)
 
 
 def load_points(location: str, trial_ids: Iterable[str] | None = None, keep_extra: bool = False,
                 max_workers: int | None = None) -> pd.DataFrame:
-    """One row per measured data point (trial_id, split, index, loss, jacobian, ...); see `load_table`."""
-    return load_table(location, "points", trial_ids, keep_extra, max_workers)
+    """One row per measured data point (trial_id, split, index, loss, jacobian, ...); see `load_table`.
+    Measures' columns from their newest version, as in load_trials."""
+    return _joined_rows(location, "points", trial_ids, keep_extra, max_workers)
 
 
 def load_trajectories(location: str, trial_ids: Iterable[str] | None = None, keep_extra: bool = False,
                       max_workers: int | None = None) -> pd.DataFrame:
-    """One row per trajectory (trial_id, kind, index, transitions, ...); see `load_table`."""
-    return load_table(location, "trajectories", trial_ids, keep_extra, max_workers)
+    """One row per trajectory (trial_id, kind, index, transitions, ...); see `load_table`. Measures' columns
+    from their newest version, as in load_trials."""
+    return _joined_rows(location, "trajectories", trial_ids, keep_extra, max_workers)
 
 
 # -- filter ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from analysis.intervention import conclusion, intervention_effects, regularizer_
 from analysis.report_html import FigureEntry, InterventionSection, render_html
 from analysis.stats import measure_table
 from analysis.strata import TARGETS, gap_column
+from analysis.versions import coverage
 from study.config import ConfigError
 from study.nonlinearities import KINKS
 from study.schema import config_from_record
@@ -60,6 +61,7 @@ class ReportInputs:
     trajectories: pd.DataFrame
     stats: pd.DataFrame
     load_warnings: list[str] = field(default_factory=list)
+    measures: pd.DataFrame | None = None  # analysis.versions.coverage of the loaded trials
 
 
 def load_inputs(results_dir: str, n_boot: int = 1000, gap: str = "accuracy") -> ReportInputs:
@@ -80,7 +82,7 @@ def load_inputs(results_dir: str, n_boot: int = 1000, gap: str = "accuracy") -> 
     stats = measure_table(kept, targets=[first, *(t for t in TARGETS if t != first)], n_boot=n_boot) \
         if len(kept) else pd.DataFrame()
     return ReportInputs(trials, kept, filtered.dropped, filtered.summary(), points, trajectories, stats,
-                        [str(w.message) for w in caught])
+                        [str(w.message) for w in caught], coverage(results_dir, trials))
 
 
 # -- text summaries ---------------------------------------------------------------------------------
@@ -240,6 +242,6 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
                        dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
                        figures=figures, load_warnings=inputs.load_warnings,
                        n_points=len(points), n_trajectories=len(trajectories), intervention=intervention,
-                       findings=findings)
+                       findings=findings, measures=inputs.measures)
     data = page.encode("utf-8")
     return write_atomic(out_dir, "report.html", lambda sink: sink.write(data))

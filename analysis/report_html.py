@@ -123,6 +123,25 @@ def _meta_html(meta: dict, n_points: int, n_trajectories: int) -> str:
     return f"<table>{body}</table><h3>Swept factors</h3>{swept_html}"
 
 
+def _measures_html(measures: pd.DataFrame | None) -> str:
+    """Per measure: the version registered now, and the versions the loaded values come from, with how many
+    trials have each and how many of those were computed after the trial (`sensitivity measure`)."""
+    if measures is None or not len(measures):
+        return ""
+    rows = []
+    for name, group in measures.groupby("measure", sort=False):
+        for row in group.sort_values("version", ascending=False).itertuples(index=False):
+            source = "no values" if row.version == 0 else f"v{row.version}"
+            stale = " (older than registered)" if 0 < row.version < row.current else ""
+            rows.append(f"<tr><td>{_escape(name)}</td><td>v{row.current}</td><td>{_escape(source + stale)}</td>"
+                        f"<td>{row.trials}</td><td>{row.later}</td></tr>")
+    return ("<h3>Measures: which version computed the values</h3><table><tr><th>measure</th><th>registered</th>"
+            "<th>values</th><th>trials</th><th>computed after the trial</th></tr>" + "".join(rows) + "</table>"
+            "<p>No values: a measure the trial did not run (diverged, or registered later), or a record from "
+            "before measures had versions. <code>sensitivity measure DIR</code> computes missing and older values "
+            "from the kept nets.</p>")
+
+
 def _stats_html(stats: pd.DataFrame) -> str:
     """Per data set, one table per (target, label stratum) where the stats have those columns, so each
     table keeps STATS_COLUMNS alone (it fits the page: table.fit)."""
@@ -225,7 +244,7 @@ def _findings_html(findings: pd.DataFrame | None) -> str:
 def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
                 stats: pd.DataFrame, figures: list[FigureEntry], load_warnings: list[str],
                 n_points: int, n_trajectories: int, intervention: InterventionSection | None = None,
-                findings: pd.DataFrame | None = None) -> str:
+                findings: pd.DataFrame | None = None, measures: pd.DataFrame | None = None) -> str:
     """The whole page as a string; it opens with the findings table (`_findings_html`) when given."""
     dropped_html = (_table(dropped) if dropped is not None and len(dropped)
                     else "<p>No trial was dropped.</p>")
@@ -237,7 +256,7 @@ def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFra
         f"<p>Built {now} from the Parquet tables alone (figure 6 recomputes one trial).</p>",
         _findings_html(findings),
         f"<h2>Headline</h2><pre>{_escape(headline)}</pre>",
-        f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}",
+        f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}{_measures_html(measures)}",
         f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",
         f"<h2>Statistics</h2>{_stats_html(stats)}",
         *(_figure_html(entry) for entry in figures),

@@ -36,6 +36,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "bench_orchestration.py": ["--trials", "20"],
     "bench_trial.py": ["--sweep-trials", "30"],
     "bench_memory.py": ["--lbfgs-steps", "50", "--steps", "500", "--trials", "12"],
+    "bench_remeasure.py": ["--trials", "30"],
 }
 
 DEVICE_AWARE = ("bench_jacobian.py", "bench_packed.py", "bench_regularizers.py", "bench_transitions.py",

@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=None, help="where data sets live (default: $SENSITIVITY_DATA_ROOT "
                    "or ~/.cache/sensitivity-study/data)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
+                   help="keep the trained net as models/<trial_id>.safetensors, so measures can be added later "
+                        "(`sensitivity measure`); default: keep")
 
 
 def config_from_sets(assignments: list[str]) -> TrialConfig:
@@ -54,9 +57,10 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_trial(cfg, device=device, data_root=args.data_root, threads=args.threads, progress=progress)
     bar.close()
-    result.write(args.out)
+    result.write(args.out, keep_model=args.keep_models)
     print(summary(result.record))
-    print(f"wrote trials/, points/, trajectories/{cfg.trial_id}.parquet under {args.out}")
+    kept = f" and models/{cfg.trial_id}.safetensors" if args.keep_models and result.model is not None else ""
+    print(f"wrote trials/, points/, trajectories/{cfg.trial_id}.parquet{kept} under {args.out}")
     return 0 if result.status != "error" else 1
 
 

@@ -49,7 +49,7 @@ from study.packed_steps import Pack
 from study.regularizers import make_penalty
 from study.resources import available_bytes, check_memory, estimate_bytes, resolve_device
 from study.train import Penalty, TrainOutcome
-from study.trial import TrialResult, base_record, finish_trial, run_trial
+from study.trial import TrialResult, base_record, describe_model, finish_trial, run_trial
 
 # Fields that may differ inside a pack; every other TrialConfig field is part of the pack key
 # (so a field added to TrialConfig later separates packs until someone decides otherwise).
@@ -164,7 +164,7 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
         record.update({"data.n_features": data.n_features, "data.n_classes": data.n_classes,
                        "model.n_params": count_parameters(data.n_features, cfg.width, cfg.depth, data.n_classes)})
         model = build_model(cfg, data.n_features, data.n_classes, device)
-        record["model.n_neurons"] = model.n_neurons()
+        describe_model(record, model)
         prepared.append(_Prepared(cfg, data, model, record, time.perf_counter() - t0))
         record["time.data_s"] = prepared[-1].data_s
     try:

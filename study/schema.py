@@ -32,6 +32,7 @@ TRIAL_HEAD: dict[str, pa.DataType] = {
     "twin.factor": pa.string(),  # the hp field the intervention varies
     "model.n_params": pa.int64(),
     "model.n_neurons": pa.int64(),
+    "model.init_sha256": pa.string(),  # study.weights.model_sha256 of the net at initialization
     "data.n_features": pa.int64(),
     "data.n_classes": pa.int64(),
     "train.steps": pa.int64(),
@@ -63,9 +64,14 @@ TRAJECTORY_KEY: dict[str, pa.DataType] = {
 
 
 def _declared(table: str) -> dict[str, pa.DataType]:
-    from study.measures import declared_columns  # the measures import the data, which write through records
+    """The measures' columns of `table`; for trials, then the version of each measure (version.<name>)."""
+    # imported late: the measures import the data, which write through records, which import this module
+    from study.measures import MEASURES, declared_columns, version_column
 
-    return {name: ARROW_TYPES[kind] for name, kind in declared_columns(table).items()}
+    found = {name: ARROW_TYPES[kind] for name, kind in declared_columns(table).items()}
+    if table == "trials":
+        found.update({version_column(name): pa.int64() for name in MEASURES})
+    return found
 
 
 def hp_columns() -> dict[str, pa.DataType]:
@@ -89,6 +95,33 @@ def table_schema(table: str) -> pa.Schema:
                      metadata={b"schema_version": str(SCHEMA_VERSION).encode()})
 
 
+# A measure computed after its trial (study.remeasure) writes its own three parts, each keyed like the table
+# it joins: the row's key, the measure's version, what it ran on, then the measure's declared columns.
+MEASURE_HEAD: dict[str, pa.DataType] = {
+    "trial_id": pa.string(),
+    "measure": pa.string(),
+    "version": pa.int64(),
+    "time.measure_s": pa.float64(),
+    "env.device": pa.string(),
+    "env.torch": pa.string(),
+    "env.threads": pa.int64(),
+    "created_at": pa.timestamp("us", tz="UTC"),
+}
+KEYS = {"trials": {"trial_id": pa.string()}, "points": POINT_KEY, "trajectories": TRAJECTORY_KEY}
+
+
+def measure_part_schema(name: str, table: str) -> pa.Schema:
+    """The schema of measure `name`'s part of `table` (measures/<name>-v<k>/<table>/<trial_id>.parquet)."""
+    from study.measures import COLUMNS
+
+    if name not in COLUMNS:
+        raise ValueError(f"unknown measure {name!r}")
+    head = MEASURE_HEAD if table == "trials" else KEYS[table]
+    own = {column: ARROW_TYPES[kind] for column, kind in COLUMNS[name][table].items()}
+    return pa.schema([pa.field(n, t) for n, t in {**head, **own}.items()],
+                     metadata={b"schema_version": str(SCHEMA_VERSION).encode()})
+
+
 def hp_record(cfg: TrialConfig) -> dict[str, Any]:
     return {f"hp.{k}": v for k, v in cfg.canonical().items()}
 
@@ -105,9 +138,10 @@ def config_from_record(row: Any, **reset: Any) -> TrialConfig:
     return TrialConfig.from_dict({**values, **reset})
 
 
-def to_table(table: str, rows: pd.DataFrame | list[dict[str, Any]]) -> pa.Table:
-    """Rows conformed to the table's schema: missing columns become nulls, extra columns are an error."""
-    schema = table_schema(table)
+def to_table(table: str, rows: pd.DataFrame | list[dict[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
+    """Rows conformed to the table's schema (or `schema`): missing columns become nulls, extra columns are an
+    error."""
+    schema = table_schema(table) if schema is None else schema
     frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
     extra = sorted(set(frame.columns) - set(schema.names))
     if extra:

@@ -25,6 +25,7 @@ from study.records import write_trial
 from study.regularizers import make_penalty
 from study.resources import check_memory, resolve_device
 from study.train import TrainOutcome, train
+from study.weights import encode, model_sha256
 
 
 @dataclass
@@ -43,9 +44,18 @@ class TrialResult:
     def status(self) -> str:
         return self.record["status"]
 
-    def write(self, location: str) -> None:
-        """Write the three tables atomically under `location` (a directory or an s3:// URI)."""
-        write_trial(location, self.trial_id, self.record, self.points, self.trajectories)
+    def weights(self) -> bytes | None:
+        """The trained net's weights file (study.weights), None without a net."""
+        if self.model is None:
+            return None
+        return encode(self.model, self.config, self.record["data.n_features"], self.record["data.n_classes"],
+                      self.record["model.init_sha256"])
+
+    def write(self, location: str, keep_model: bool = True) -> None:
+        """Write the three tables and (keep_model) the net's weights atomically under `location` (a directory or
+        an s3:// URI); the trials row last."""
+        write_trial(location, self.trial_id, self.record, self.points, self.trajectories,
+                    self.weights() if keep_model else None)
 
 
 def base_record(cfg: TrialConfig, device: torch.device | None = None, pack_size: int = 1) -> dict:
@@ -61,14 +71,23 @@ def base_record(cfg: TrialConfig, device: torch.device | None = None, pack_size:
     return record
 
 
+def describe_model(record: dict, model: torch.nn.Module) -> None:
+    """The columns of a freshly built net: its neurons and the hash of its initial weights (model.init_sha256,
+    which load_model(initial=True) checks when it regenerates them)."""
+    record["model.n_neurons"] = model.n_neurons()
+    record["model.init_sha256"] = model_sha256(model)
+
+
 def run_measures(ctx: MeasureContext) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Run the registered measures; merge their records, point columns and trajectory rows."""
+    """Run the registered measures; merge their records (with the version of each: version.<name>), point
+    columns and trajectory rows."""
     record: dict = {}
     points: pd.DataFrame | None = None
     trajectories = []
-    for fn in measure_registry.MEASURES.values():
+    for name, fn in measure_registry.MEASURES.items():
         out = fn(ctx)
         record.update(out.record)
+        record[measure_registry.version_column(name)] = measure_registry.VERSIONS[name]
         if out.points is not None:
             points = out.points if points is None else points.merge(out.points, on=["split", "index"], how="outer")
         if out.trajectories is not None and len(out.trajectories):
@@ -136,7 +155,7 @@ def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: s
     model = None
     try:
         model = build_model(cfg, data.n_features, data.n_classes, device)
-        record["model.n_neurons"] = model.n_neurons()
+        describe_model(record, model)
         outcome = train(model, data, cfg, penalty=penalty, progress=progress)
     except ConfigError:
         raise

@@ -32,6 +32,35 @@ from sweeps.runner import RunReport, RunSettings, execute
 from sweeps.sampling import Sample, expand_bases, parse_overrides, sample
 
 
+def add_cluster_arguments(parser: argparse.ArgumentParser, defaults: str = "the preset's, 1") -> None:
+    """Where and how wide the Tune trials run: the flags `sweep` and `measure` share."""
+    parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                        help="join this Ray cluster; default: start a local Ray on 127.0.0.1")
+    parser.add_argument("--max-concurrent", type=int, default=None, metavar="K",
+                        help="at most K trials at once (default: as many as the resources allow)")
+    parser.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
+                        help=f"CPUs a trial reserves; also its torch threads (default: {defaults})")
+    parser.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
+                        help="GPUs a trial reserves, fractions allowed (0.25: four trials a GPU); >0 runs on cuda")
+    parser.add_argument("--data-root", default=None, help="where data sets live on every node (default: "
+                        "$SENSITIVITY_DATA_ROOT or ~/.cache/sensitivity-study/data)")
+    parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
+
+
+def check_cluster_arguments(args: argparse.Namespace, cpus: float, gpus: float) -> None:
+    """ConfigError (one line) for CPUs, GPUs, --max-concurrent, --chunk-size or --max-failures out of range."""
+    if not cpus >= 0 or not gpus >= 0 or cpus + gpus == 0:
+        raise ConfigError(f"--cpus-per-trial and --gpus-per-trial must be >= 0 and not both 0, got {cpus}, {gpus}")
+    if gpus > 1 and gpus != int(gpus):
+        raise ConfigError(f"--gpus-per-trial above 1 must be a whole number, got {gpus}")
+    for name in ("max_concurrent", "chunk_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.max_failures < 0:
+        raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = "presets:\n" + "\n\n".join(describe(p) for p in PRESETS.values())
@@ -42,24 +71,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distinct trials to sample (pairs for a pairs preset); default: the preset's")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE|v1,v2,...",
                         help="pin a TrialConfig field, or draw it from a comma-separated list (repeatable)")
-    parser.add_argument("--address", default=None, metavar="auto|HOST:PORT",
-                        help="join this Ray cluster; default: start a local Ray on 127.0.0.1")
-    parser.add_argument("--max-concurrent", type=int, default=None, metavar="K",
-                        help="at most K trials at once (default: as many as the resources allow)")
-    parser.add_argument("--cpus-per-trial", type=float, default=None, metavar="C",
-                        help="CPUs a trial reserves; also its torch threads (default: the preset's, 1)")
-    parser.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
-                        help="GPUs a trial reserves, fractions allowed (0.25: four trials a GPU); >0 runs on cuda")
+    add_cluster_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sample of configs")
     parser.add_argument("--chunk-size", type=int, default=500, help="trials per Tune experiment (default: %(default)s)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a trial whose worker dies before it gets an error row (default: %(default)s)")
-    parser.add_argument("--data-root", default=None, help="where data sets live on every node (default: "
-                        "$SENSITIVITY_DATA_ROOT or ~/.cache/sensitivity-study/data)")
-    parser.add_argument("--quiet", action="store_true", help="no Tune progress table")
     parser.add_argument("--pack", type=int, default=None, metavar="S",
                         help="train up to S compatible configs (same architecture and schedule) as one Tune trial, "
                              "batched (study.packed); each still gets its own record (default: off)")
+    parser.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
+                        help="keep each trained net as models/<trial_id>.safetensors (about 4 bytes a parameter), so "
+                             "measures can be added later with `sensitivity measure`; default: keep")
     parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
                         help="take the base configs from the finished sweep in DIR (a preset with an "
                              "intervention, e.g. regularizers): the trials --top / --where select, each rerun as "
@@ -92,16 +114,7 @@ def prepare(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     cpus = preset.cpus_per_trial if args.cpus_per_trial is None else args.cpus_per_trial
     gpus = preset.gpus_per_trial if args.gpus_per_trial is None else args.gpus_per_trial
-    if not cpus >= 0 or not gpus >= 0 or cpus + gpus == 0:
-        raise ConfigError(f"--cpus-per-trial and --gpus-per-trial must be >= 0 and not both 0, got {cpus}, {gpus}")
-    if gpus > 1 and gpus != int(gpus):
-        raise ConfigError(f"--gpus-per-trial above 1 must be a whole number, got {gpus}")
-    for name in ("max_concurrent", "chunk_size"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    if args.max_failures < 0:
-        raise ConfigError(f"--max-failures must be >= 0, got {args.max_failures}")
+    check_cluster_arguments(args, cpus, gpus)
     if args.pack is not None and args.pack < 2:
         raise ConfigError(f"--pack must be at least 2 (nets trained together), got {args.pack}; leave it out to "
                           "train one net per Tune trial")
@@ -125,7 +138,8 @@ def prepare(args: argparse.Namespace) -> Plan:
     settings = RunSettings(out=output.absolute(args.out), cpus_per_trial=cpus, gpus_per_trial=gpus,
                            max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                            chunk_size=args.chunk_size, data_root=args.data_root, sweep_id=drawn.sweep_id,
-                           parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1)
+                           parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1,
+                           keep_models=args.keep_models)
     return Plan(args.preset, overrides, args.seed, drawn, settings, args.address, source)
 
 
@@ -137,6 +151,7 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             "address": plan.address or "local", "host": socket.gethostname(), "pid": os.getpid(),
             "cpus_per_trial": plan.settings.cpus_per_trial, "gpus_per_trial": plan.settings.gpus_per_trial,
             "max_concurrent": plan.settings.max_concurrent, "pack": plan.settings.pack,
+            "keep_models": plan.settings.keep_models,
             "started_at": started.isoformat(), "ended_at": None,
             **({"source": plan.source} if plan.source else {})}
 

@@ -116,6 +116,13 @@ def _slots(resources: dict[str, float], settings: RunSettings) -> int:
     return slots
 
 
+def cluster_slots(settings: RunSettings) -> int:
+    """How many trials of `settings`' shape the live nodes of the Ray cluster run at once (at least 1)."""
+    import ray
+
+    return max(1, sum(_slots(n["Resources"], settings) for n in ray.nodes() if n.get("Alive")))
+
+
 def check_resources(trials: list[PlannedTrial], settings: RunSettings, joined: bool) -> list[str]:
     """ConfigError unless some node can run a trial and every config fits what a trial may reserve.
 

@@ -1,4 +1,5 @@
-"""The `sensitivity` command: `trial` (one network), `sweep` (Ray Tune), `analyze` (figures and report).
+"""The `sensitivity` command: `trial` (one network), `sweep` (Ray Tune), `measure` (measures added to a finished
+sweep, from its kept nets), `analyze` (figures and report).
 
 It lives here, in the top layer, because it reaches all three: each subcommand is a module with
 `add_arguments(parser)` and `run(args)` (study.cli, sweeps.cli, analysis.cli), imported only when it is
@@ -11,12 +12,19 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from study.config import ConfigError
+with warnings.catch_warnings():  # a measure plugin that fails to import is refused by main() in one line
+    warnings.simplefilter("ignore")
+    from study.config import ConfigError
+    from study.measures import PLUGIN_ERRORS
 
 SUBCOMMANDS = {"trial": ("study.cli", "train and measure one network",
                          "Train one network to 100%% train accuracy and write its three tables."),
                "sweep": ("sweeps.cli", "run a preset sweep of trials on Ray Tune", None),
+               "measure": ("sweeps.measure_cli", "compute measures of a finished sweep from its kept nets, on Ray",
+                           "Compute the measures a finished sweep lacks (or --measures NAMES) from its kept nets, "
+                           "on Ray Tune, without training; rerun after a kill to finish."),
                "analyze": ("analysis.cli", "figures, statistics and report from a results directory", None)}
 
 
@@ -35,14 +43,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser(next((a for a in argv if not a.startswith("-")), None)).parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
+        if PLUGIN_ERRORS:  # a measure module of SENSITIVITY_MEASURES that does not import
+            raise ConfigError(PLUGIN_ERRORS[0])
+        args = build_parser(command).parse_args(argv)
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        print(f"sensitivity {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sensitivity {command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"sensitivity {args.command}: interrupted", file=sys.stderr)
+        print(f"sensitivity {command}: interrupted", file=sys.stderr)
         return 130
 
 

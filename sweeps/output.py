@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from study.schema import TABLES
 
-from study.records import record_path, resolve, write_atomic
+from study.records import MEASURES_DIR, record_path, resolve, write_atomic
 from sweeps.memory import OOM_PREFIX
 
 STALE_TEMP_S = 3600.0  # hidden temp files older than this are leftovers of a killed writer
@@ -37,8 +37,10 @@ def clean_stale_temps(location: str, older_than_s: float = STALE_TEMP_S) -> int:
     if "://" in location:
         return 0
     removed, now = 0, time.time()
-    for table in (*TABLES, "sweeps"):
-        directory = os.path.join(location, table)
+    measures = os.path.join(location, MEASURES_DIR)
+    parts = [os.path.join(entry.path, table) for entry in (os.scandir(measures) if os.path.isdir(measures) else [])
+             for table in TABLES]
+    for directory in [*(os.path.join(location, d) for d in (*TABLES, "sweeps", "models")), *parts]:
         if not os.path.isdir(directory):
             continue
         for entry in os.scandir(directory):

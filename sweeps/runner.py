@@ -61,6 +61,7 @@ class RunSettings:
     parameter_columns: tuple[str, ...] = ()
     verbose: int = 1  # the progress table (0: none)
     pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
+    keep_models: bool = True  # each trial writes models/<trial_id>.safetensors (study.weights)
 
     @property
     def device(self) -> str:
@@ -95,7 +96,7 @@ class RunReport:
 # -- Tune -------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _tune_environment() -> Iterator[None]:
+def tune_environment() -> Iterator[None]:
     previous = {k: os.environ.get(k) for k in TUNE_ENV}
     os.environ.update({k: v for k, v in TUNE_ENV.items() if previous[k] is None})
     try:
@@ -134,7 +135,7 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     from ray import tune
 
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
-           "data_root": settings.data_root}
+           "data_root": settings.data_root, "keep_models": settings.keep_models}
     callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
     outcome = ChunkOutcome()
     # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource
@@ -144,7 +145,7 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     storage = tempfile.mkdtemp(prefix="sensitivity-tune-")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
     try:
-        with _tune_environment():
+        with tune_environment():
             tuner = tune.Tuner(
                 tune.with_resources(trainable, _resources(settings, chunk_items)),
                 param_space={"item": tune.grid_search(chunk_items), "run": run},

@@ -1,8 +1,8 @@
 """What runs inside a Ray Tune trial: one study trial, written to the output by the worker itself.
 
 The worker trains and measures with `study.trial.run_trial`, labels the record (sweep, pair, node),
-writes the three Parquet tables atomically (trials/ last, which marks the trial done), and only then
-reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its members' nets together with
+writes the three Parquet tables and the trained net (models/, unless --no-keep-models) atomically
+(trials/ last, which marks the trial done), and only then reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its members' nets together with
 `study.packed.run_packed` and writes each member's ordinary record; members already recorded (a retry
 after a crash between two writes) are not trained again. The data set comes from `study.raw_data.load_raw`,
 cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=True)) reads it once.
@@ -89,7 +89,7 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
                          data_root=run.get("data_root"), threads=run["threads"])
     for member, result in zip(members, results):
         result.record.update(labels(member))
-        result.write(run["out"])
+        result.write(run["out"], keep_model=run.get("keep_models", True))
     return pack_metrics([r.record for r in results])
 
 
@@ -102,7 +102,7 @@ def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     cfg = TrialConfig(**item["cfg"])
     result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
     result.record.update(labels(item))
-    result.write(run["out"])
+    result.write(run["out"], keep_model=run.get("keep_models", True))
     return metrics(result.record)
 
 

@@ -22,8 +22,9 @@ The teacher is the trial `teacher_config(cfg)`: the same config with regularizer
 regularizer fields at their defaults), so it trains on the very same data (the data depend only on
 fields the two share) from the same initialization, with the same train(). It is trained once per
 process and trial id (an in-process cache of the last few, trim_teacher_cache) and, if the environment
-variable SENSITIVITY_TEACHER_CACHE names a directory, saved there as <teacher trial_id>.pt (torch.save
-of the state dict, read back with torch.load(weights_only=True)). Neither the cache nor its location enters any trial id. A teacher
+variable SENSITIVITY_TEACHER_CACHE names a directory, saved there as <teacher trial_id>.safetensors (the
+state dict as safetensors, like the kept nets of study.weights: nothing is unpickled; a file that cannot be
+read is ignored and the teacher trained again). Neither the cache nor its location enters any trial id. A teacher
 that diverges fails the student's trial; one that does not reach its target accuracy is still used.
 The student's time.train_s excludes the teacher's training.
 """
@@ -61,12 +62,39 @@ def teacher_config(cfg: TrialConfig) -> TrialConfig:
 
 def _disk_path(trial_id: str) -> str | None:
     root = os.environ.get(TEACHER_CACHE_ENV)
-    return os.path.join(root, f"{trial_id}.pt") if root else None
+    return os.path.join(root, f"{trial_id}.safetensors") if root else None
 
 
 def _save(path: str, state: dict[str, torch.Tensor]) -> None:
     """Atomically (study.records.write_atomic): a concurrent reader sees no file or the whole one."""
-    write_atomic(os.path.dirname(path) or ".", os.path.basename(path), lambda sink: torch.save(state, sink))
+    from safetensors.torch import save
+
+    blob = save(state)
+    write_atomic(os.path.dirname(path) or ".", os.path.basename(path), lambda sink: sink.write(blob))
+
+
+def _load(path: str) -> dict[str, torch.Tensor] | None:
+    """The cached state dict at `path`, or None if there is none or it cannot be read (trained again)."""
+    from safetensors.torch import load
+
+    try:
+        with open(path, "rb") as handle:
+            return load(handle.read())
+    except FileNotFoundError:
+        return None
+    except Exception:  # noqa: BLE001 -- truncated or foreign: the teacher is trained again and the file replaced
+        return None
+
+
+def _loaded(teacher: torch.nn.Module, state: dict[str, torch.Tensor] | None) -> bool:
+    """Load `state` into `teacher` if it fits (a cache file of another net under this name does not)."""
+    if state is None:
+        return False
+    try:
+        teacher.load_state_dict(state)
+    except RuntimeError:
+        return False
+    return True
 
 
 def load_or_train_teacher(cfg: TrialConfig, data) -> torch.nn.Module:
@@ -76,19 +104,18 @@ def load_or_train_teacher(cfg: TrialConfig, data) -> torch.nn.Module:
     tcfg = teacher_config(cfg)
     key = tcfg.trial_id
     teacher = build_model(tcfg, data.n_features, data.n_classes, data.x_train.device)
-    state = _TEACHERS.pop(key, None)
     path = _disk_path(key)
-    if state is None and path is not None and os.path.exists(path):
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    if state is None:
-        outcome = train(teacher, data, tcfg)
+    state = _TEACHERS.pop(key, None)
+    if state is None and path is not None:
+        state = _load(path)
+    if not _loaded(teacher, state):
+        teacher = build_model(tcfg, data.n_features, data.n_classes, data.x_train.device)  # afresh: a failed load
+        outcome = train(teacher, data, tcfg)                                               # may have copied tensors
         if outcome.status == "diverged":
             raise RuntimeError(f"teacher trial {key} diverged ({outcome.message}); change lr or init_scale")
         state = {name: value.detach().cpu().clone() for name, value in teacher.state_dict().items()}
         if path is not None:
             _save(path, state)
-    else:
-        teacher.load_state_dict(state)
     _TEACHERS[key] = state
     trim_teacher_cache()
     teacher.eval()

@@ -1,4 +1,5 @@
 import pytest
+import safetensors.torch
 import torch
 
 import study.train
@@ -89,8 +90,8 @@ def test_teacher_is_the_unregularized_trial_and_is_cached(monkeypatch, tmp_path)
     for ours, theirs in zip(teacher.state_dict().values(), reference.state_dict().values()):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
     assert not any(p.requires_grad for p in teacher.parameters()) and not teacher.training
-    path = tmp_path / f"{teacher_cfg.trial_id}.pt"
-    saved = torch.load(path, weights_only=True)
+    path = tmp_path / f"{teacher_cfg.trial_id}.safetensors"
+    saved = safetensors.torch.load_file(str(path))  # safetensors, read by safetensors itself: no pickle
     torch.testing.assert_close(saved["layers.0.weight"], reference.layers[0].weight)
 
     def no_training(*args, **kwargs):
@@ -102,6 +103,19 @@ def test_teacher_is_the_unregularized_trial_and_is_cached(monkeypatch, tmp_path)
     for model in (in_process, from_disk):
         torch.testing.assert_close(model.layers[-1].weight, reference.layers[-1].weight, rtol=0, atol=0)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+
+
+def test_a_damaged_teacher_cache_file_is_trained_again_and_replaced(monkeypatch, tmp_path):
+    monkeypatch.setenv(jm.TEACHER_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(jm, "_TEACHERS", {})
+    data = load_dataset(STUDENT)
+    path = tmp_path / f"{jm.teacher_config(STUDENT).trial_id}.safetensors"
+    good = jm.load_or_train_teacher(STUDENT, data)
+    path.write_bytes(path.read_bytes()[:100])  # truncated, as by a full disk
+    monkeypatch.setattr(jm, "_TEACHERS", {})
+    again = jm.load_or_train_teacher(STUDENT, data)
+    torch.testing.assert_close(again.layers[0].weight, good.layers[0].weight, rtol=0, atol=0)
+    assert safetensors.torch.load_file(str(path))["layers.0.weight"].shape == good.layers[0].weight.shape
 
 
 def test_penalty_needs_its_teacher():

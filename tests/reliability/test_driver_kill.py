@@ -49,6 +49,8 @@ def test_kill_9_of_the_driver_then_the_same_command_gives_exactly_n_records(tmp_
         visible = [name for name in listing(out / table) if not name.startswith(".")]
         assert sorted(visible) == sorted(f"{t}.parquet" for t in expected)
         assert all(RECORD_NAME.match(name) for name in visible)
+    nets = [name for name in listing(out / "models") if not name.startswith(".")]
+    assert sorted(nets) == sorted(f"{t}.safetensors" for t in expected)  # each kept net once
     metadata = [name for name in listing(out / "sweeps") if not name.startswith(".")]
     assert len(metadata) == 2 and all(METADATA_NAME.match(name) for name in metadata), metadata
-    assert sorted(listing(out)) == ["points", "sweeps", "trajectories", "trials"]
+    assert sorted(listing(out)) == ["models", "points", "sweeps", "trajectories", "trials"]

@@ -58,6 +58,21 @@ def test_sweep_to_an_object_store_writes_every_record_and_a_rerun_skips_them(ray
     assert report.chunks == [] and report.skipped == 4 and sum(counts.values()) == 4
 
 
+    # the kept nets on the object store: loaded back, and measured again by `sensitivity measure`
+    from analysis import load_model, load_trials
+    from study.records import kept_trial_ids, measured_trial_ids
+
+    assert kept_trial_ids(uri) == expected
+    trials = load_trials(uri)
+    assert load_model(uri, trials.iloc[0]).layers[0].in_features == 8
+    proc = cli("measure", uri, "--measures", "gap", "--address", ray_cluster.address, "--quiet", env=CREDENTIALS,
+               timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert measured_trial_ids(uri) == {("gap", 1): expected}
+    again = load_trials(uri).set_index("trial_id")
+    assert again["gap.loss"].to_dict() == pytest.approx(trials.set_index("trial_id")["gap.loss"].to_dict(), rel=1e-6)
+
+
 def test_a_missing_bucket_is_refused_before_anything_starts(s3_endpoint, capsys):
     from sweeps.command import main
 

@@ -1,8 +1,8 @@
 """Imported by every Python process the tests start, Ray's workers included (tests/conftest.py puts this
 folder on PYTHONPATH). Where SWEEP_FAULTS_DIR is set, it installs the tests' fault injection
 (sweep_faults.install) right after `sweeps.worker` is first imported, so that the sweep code itself has no
-test hook. Nothing else happens here; the folder holds only this file and sweep_faults.py, so it shadows
-none of the project's packages."""
+test hook. Nothing else happens here; the folder holds only this file, sweep_faults.py and late_measure.py
+(a measure plugin the tests name in SENSITIVITY_MEASURES), so it shadows none of the project's packages."""
 
 import importlib.abc
 import importlib.machinery

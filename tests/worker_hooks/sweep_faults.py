@@ -107,9 +107,9 @@ def install() -> None:
         _gate([c.trial_id for c in cfgs])
         return run_packed(cfgs, *args, **kwargs)
 
-    def crashing_write(self, location):
+    def crashing_write(self, location, *args, **kwargs):
         _maybe_crash(self.trial_id)
-        return write(self, location)
+        return write(self, location, *args, **kwargs)
 
     study.trial.run_trial, study.packed.run_packed = gated_run_trial, gated_run_packed
     study.trial.TrialResult.write = crashing_write

@@ -1,0 +1,185 @@
+"""`sensitivity measure` on Ray Tune: the measures study.remeasure.plan finds missing, computed from the kept
+nets by Tune trials, with no training.
+
+Measuring a kept net takes a fraction of a second to a few seconds, less than Tune's cost of a trial and an
+actor, so each Tune trial measures a batch of study trials (about four batches per slot, at most
+BATCH_MAX trials each) on an actor reused across the batches of a chunk, with the data-set cache of the
+process. Each study trial's values are written by the worker as they are computed (study.records, atomic;
+the trials part last). Before each chunk the driver lists what is written, so a rerun after a kill (or a
+batch whose worker died, retried by Tune up to max_failures times) computes only what is missing, and
+every value exists once. A measure that raises writes nothing and is reported; the next run tries again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from study.records import measured_trial_ids
+from study.resources import estimate_bytes
+from study.config import TrialConfig
+from sweeps.failures import error_line
+from sweeps.memory import reservation
+from sweeps.runner import RunSettings, tune_environment
+
+BATCH_MAX = 32
+BATCHES_PER_SLOT = 4
+EVERY_S = 15.0
+
+
+@dataclass
+class MeasureReport:
+    planned: int = 0  # (trial, measure) values asked for
+    already: int = 0  # of those, written before this run (an interrupted run's)
+    written: int = 0  # of those, written by this run
+    errors: list[str] = field(default_factory=list)  # one line per value a measure could not compute
+    failed: list[str] = field(default_factory=list)  # batches whose every attempt died (their values pending)
+    missing: int = 0  # values still without a part at the end
+    seconds: float = 0.0
+
+
+def _missing(todo: dict[str, list[str]], versions: dict[str, int], out: str) -> dict[str, list[str]]:
+    """The part of `todo` whose values are not written yet at `out`."""
+    done = measured_trial_ids(out)
+    left = {tid: [n for n in names if tid not in done.get((n, versions[n]), set())] for tid, names in todo.items()}
+    return {tid: names for tid, names in left.items() if names}
+
+
+def batches(todo: dict[str, list[str]], configs: dict[str, TrialConfig], versions: dict[str, int],
+            slots: int) -> list[dict[str, Any]]:
+    """Tune items: {id, jobs: [{trial_id, measures, versions}], n, memory} of about len/(4 x slots) trials, largest
+    nets first (so a batch holds nets of one size), each reserving its largest net's memory estimate."""
+    order = sorted(todo, key=lambda tid: (-estimate_bytes(configs[tid]), tid))
+    size = max(1, min(BATCH_MAX, math.ceil(len(order) / (BATCHES_PER_SLOT * max(1, slots)))))
+    items = []
+    for lo in range(0, len(order), size):
+        ids = order[lo:lo + size]
+        jobs = [{"trial_id": tid, "measures": todo[tid], "versions": {n: versions[n] for n in todo[tid]}} for tid in ids]
+        items.append({"id": f"measure-{ids[0]}-{len(ids)}", "jobs": jobs, "n": len(ids),
+                      "memory": reservation(max(estimate_bytes(configs[tid]) for tid in ids))})
+    return items
+
+
+def measure_trainable(config: dict[str, Any]) -> None:
+    """The Tune function trainable of one batch: for each of its trials, the measures not written yet."""
+    import torch
+    from ray import tune
+
+    from study import measures as registry
+    from study.remeasure import measure_kept
+    from study.resources import release_memory
+    from study.weights import WeightsError
+
+    item, run = config["item"], config["run"]
+    torch.set_num_threads(run["threads"])
+    written, errors = 0, []
+    for job in item["jobs"]:
+        left = _missing({job["trial_id"]: job["measures"]}, job["versions"], run["out"]).get(job["trial_id"], [])
+        stale = [n for n in left if registry.VERSIONS.get(n) != job["versions"][n]]
+        errors += [f"{job['trial_id']} {n}: this worker has version {registry.VERSIONS.get(n)} of the measure, the "
+                   f"driver {job['versions'][n]}: run the same code on every node" for n in stale]
+        left = [n for n in left if n not in stale]
+        if not left:
+            continue
+        try:
+            outcome = measure_kept(run["out"], job["trial_id"], left, device=run["device"], data_root=run["data_root"])
+        except WeightsError as exc:
+            errors.append(f"{job['trial_id']}: {exc}")
+            continue
+        written += sum(error is None for error in outcome.values())
+        errors += [f"{job['trial_id']} {name}: {error}" for name, error in outcome.items() if error is not None]
+    release_memory()
+    tune.report({"written": written, "n_errors": len(errors), "errors": "\n".join(errors[:20])})
+
+
+def _progress(total: int, write):
+    """A tune.Callback printing 'measure: D of N trials done, R running' every EVERY_S seconds and at the end."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self) -> None:
+            self.last = time.monotonic()
+
+        def _line(self, trials: list) -> str:
+            done = sum(int(t.config["item"]["n"]) for t in trials if t.status == "TERMINATED")
+            running = sum(int(t.config["item"]["n"]) for t in trials if t.status == "RUNNING")
+            failed = sum(int(t.config["item"]["n"]) for t in trials if t.status == "ERROR")
+            return (f"measure: {done} of {total} trials done, {running} running"
+                    + (f", {failed} failed" if failed else ""))
+
+        def on_step_end(self, iteration: int, trials: list, **info) -> None:
+            if time.monotonic() - self.last >= EVERY_S:
+                self.last = time.monotonic()
+                write(self._line(trials))
+
+        def on_experiment_end(self, trials: list, **info) -> None:
+            write(self._line(trials))
+
+    return Progress()
+
+
+def _run_chunk(items: list[dict[str, Any]], settings: RunSettings, index: int, total: int,
+               report: MeasureReport, log) -> None:
+    from ray import tune
+
+    run = {"out": settings.out, "device": settings.device, "threads": settings.threads, "data_root": settings.data_root}
+    cpu, gpu = settings.resources["cpu"], settings.resources["gpu"]
+    storage = tempfile.mkdtemp(prefix="sensitivity-measure-")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    try:
+        with tune_environment():
+            tuner = tune.Tuner(
+                tune.with_resources(measure_trainable, lambda config: tune.PlacementGroupFactory(
+                    [{"CPU": cpu, "GPU": gpu, "memory": float(config["item"]["memory"])}])),
+                param_space={"item": tune.grid_search(items), "run": run},
+                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
+                                            trial_name_creator=lambda t: t.config["item"]["id"],
+                                            trial_dirname_creator=lambda t: t.config["item"]["id"]),
+                run_config=tune.RunConfig(name=f"measure-chunk{index}", storage_path=storage, verbose=0,
+                                          callbacks=[_progress(total, log)] if settings.verbose else [],
+                                          failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
+            try:
+                results = tuner.fit()
+            except Exception as exc:  # Tune's controller gave up: what was written stays, the rest is missing
+                report.failed.append(f"Tune stopped chunk {index + 1}: {error_line(exc)}")
+                return
+        for result in results:
+            if result.error is not None:
+                item = (result.config or {}).get("item") or {}
+                report.failed.append(f"{item.get('id', result.path)}: {error_line(result.error)}")
+                continue
+            metrics = result.metrics or {}
+            report.errors += [line for line in str(metrics.get("errors") or "").splitlines() if line]
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def execute_measures(todo: dict[str, list[str]], configs: dict[str, TrialConfig], versions: dict[str, int],
+                     settings: RunSettings, slots: int, log=print) -> MeasureReport:
+    """Compute every planned value not yet written at settings.out, chunk by chunk (settings.chunk_size trials)."""
+    start = time.perf_counter()
+    report = MeasureReport(planned=sum(map(len, todo.values())))
+    pending = _missing(todo, versions, settings.out)
+    report.already = report.planned - sum(map(len, pending.values()))
+    ids = list(pending)
+    chunks = [ids[lo:lo + settings.chunk_size] for lo in range(0, len(ids), settings.chunk_size)]
+    for index, chunk in enumerate(chunks):
+        if index:  # another launch may be measuring the same location: recheck
+            pending = _missing(todo, versions, settings.out)
+        part = {tid: pending[tid] for tid in chunk if tid in pending}
+        if not part:
+            continue
+        t0 = time.perf_counter()
+        items = batches(part, configs, versions, slots)
+        _run_chunk(items, settings, index, len(part), report, log)
+        log(f"chunk {index + 1}/{len(chunks)}: {len(part)} trials in {len(items)} batches, "
+            f"{time.perf_counter() - t0:.1f} s")
+    report.missing = sum(map(len, _missing(todo, versions, settings.out).values()))
+    report.written = report.planned - report.already - report.missing
+    report.seconds = time.perf_counter() - start
+    return report
