@@ -7,6 +7,7 @@ Three views, each computed on the trials table (one row per trial, `hp.*` and `m
 - `granulated_kendall`: Jiang et al. 2020, "Fantastic Generalization Measures and Where to Find
   Them" (ICLR 2020), Sec. 4: per hyperparameter axis, the mean tau over groups of trials in which
   only that axis varies; Psi is the mean over axes.
+- `cmi`: Jiang et al. 2020's conditional mutual information K (formula and tests: analysis/cmi.py).
 - `sign_error`: Dziugaite et al. 2020, "In Search of Robust Measures of Generalization"
   (NeurIPS 2020): over coupled pairs of trials that differ in one factor, how often the measure
   moves the other way than the gap; per factor ("environment") and the worst case over factors.
@@ -25,6 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman, percentile_bootstrap
+from analysis.cmi import cmi_score
 from analysis.strata import LABELS, TARGETS, label_strata
 
 SEED_AXIS = "hp.seed"
@@ -73,6 +75,13 @@ def rank_correlations(df: pd.DataFrame, measure: str, target: str = "gap.loss", 
                                   seed=seed, level=level)
         out[f"{name}_lo"], out[f"{name}_hi"], out[f"{name}_n_boot_finite"] = ci.lo, ci.hi, ci.n_finite
     return out
+
+
+def cmi(df: pd.DataFrame, measure: str, target: str = "gap.accuracy", axes: Iterable[str] | None = None,
+        max_conditioning: int = 2) -> dict[str, Any]:
+    """K = min over |S| <= max_conditioning of I(V_mu; V_g | U_S) / H(V_g | U_S) over pairs of trials (Jiang
+    et al. 2020; analysis.cmi.cmi_score). Returns {"k", "argmin", "scores", "n", "pairs"}."""
+    return cmi_score(df, measure, target, axes, max_conditioning)
 
 
 def swept_axes(df: pd.DataFrame, include_seed: bool = False) -> list[str]:
