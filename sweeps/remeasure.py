@@ -3,8 +3,8 @@ nets by Tune trials, with no training.
 
 Measuring a kept net takes a fraction of a second to a few seconds, less than Tune's cost of a trial and an
 actor, so each Tune trial measures a batch of study trials (about four batches per slot, at most
-BATCH_MAX trials each) on an actor reused across the batches of a chunk, with the data-set cache of the
-process. Each study trial's values are written by the worker as they are computed (study.records, atomic;
+BATCH_MAX trials each, balanced by their cost so that the batches end together) on an actor reused across
+the batches of a chunk, with the data-set cache of the process. Each study trial's values are written by the worker as they are computed (study.records, atomic;
 the trials part last). Before each chunk the driver lists what is written, so a rerun after a kill (or a
 batch whose worker died, retried by Tune up to max_failures times) computes only what is missing, and
 every value exists once. A measure that raises writes nothing and is reported; the next run tries again.
@@ -20,12 +20,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from study.records import measured_trial_ids
-from study.resources import estimate_bytes
 from study.config import TrialConfig
+from study.datasets import N_CLASSES
+from study.models import count_parameters
+from study.records import measured_trial_ids
+from study.resources import estimate_bytes, n_features
 from sweeps.failures import error_line
 from sweeps.memory import reservation
-from sweeps.runner import RunSettings, tune_environment
+from sweeps.runner import RunSettings, trial_resources, tune_environment
 
 BATCH_MAX = 32
 BATCHES_PER_SLOT = 4
@@ -50,15 +52,27 @@ def _missing(todo: dict[str, list[str]], versions: dict[str, int], out: str) -> 
     return {tid: names for tid, names in left.items() if names}
 
 
+def measure_cost(cfg: TrialConfig) -> float:
+    """A trial's measuring cost, up to a constant: its parameters times its points (forwards and backwards)."""
+    return float(count_parameters(n_features(cfg), cfg.width, cfg.depth, N_CLASSES[cfg.dataset])
+                 * (cfg.n_train + cfg.n_test))
+
+
 def batches(todo: dict[str, list[str]], configs: dict[str, TrialConfig], versions: dict[str, int],
             slots: int) -> list[dict[str, Any]]:
-    """Tune items: {id, jobs: [{trial_id, measures, versions}], n, memory} of about len/(4 x slots) trials, largest
-    nets first (so a batch holds nets of one size), each reserving its largest net's memory estimate."""
-    order = sorted(todo, key=lambda tid: (-estimate_bytes(configs[tid]), tid))
-    size = max(1, min(BATCH_MAX, math.ceil(len(order) / (BATCHES_PER_SLOT * max(1, slots)))))
+    """Tune items {id, jobs: [{trial_id, measures, versions}], n, memory}: about BATCHES_PER_SLOT per slot of
+    at most BATCH_MAX trials, balanced by measure_cost (each trial, costliest first, to the batch with the
+    least so far, so the batches end together), each reserving its largest net's memory estimate."""
+    order = sorted(todo, key=lambda tid: (-measure_cost(configs[tid]), tid))
+    count = max(math.ceil(len(order) / BATCH_MAX), min(len(order), BATCHES_PER_SLOT * max(1, slots)))
+    members: list[list[str]] = [[] for _ in range(count)]
+    load = [0.0] * count
+    for tid in order:
+        i = min((b for b in range(count) if len(members[b]) < BATCH_MAX), key=lambda b: (load[b], b))
+        members[i].append(tid)
+        load[i] += measure_cost(configs[tid])
     items = []
-    for lo in range(0, len(order), size):
-        ids = order[lo:lo + size]
+    for ids in members:
         jobs = [{"trial_id": tid, "measures": todo[tid], "versions": {n: versions[n] for n in todo[tid]}} for tid in ids]
         items.append({"id": f"measure-{ids[0]}-{len(ids)}", "jobs": jobs, "n": len(ids),
                       "memory": reservation(max(estimate_bytes(configs[tid]) for tid in ids))})
@@ -128,14 +142,14 @@ def _run_chunk(items: list[dict[str, Any]], settings: RunSettings, index: int, t
     from ray import tune
 
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads, "data_root": settings.data_root}
-    cpu, gpu = settings.resources["cpu"], settings.resources["gpu"]
     storage = tempfile.mkdtemp(prefix="sensitivity-measure-")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     try:
         with tune_environment():
             tuner = tune.Tuner(
-                tune.with_resources(measure_trainable, lambda config: tune.PlacementGroupFactory(
-                    [{"CPU": cpu, "GPU": gpu, "memory": float(config["item"]["memory"])}])),
+                # one memory reservation for the chunk where that costs no concurrency: Tune reuses an actor
+                # (its imports, its data-set cache) only for trials of one resource shape
+                tune.with_resources(measure_trainable, trial_resources(settings, items)),
                 param_space={"item": tune.grid_search(items), "run": run},
                 tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
                                             trial_name_creator=lambda t: t.config["item"]["id"],

@@ -115,7 +115,7 @@ class ChunkOutcome:
     failed: str | None = None  # Tune itself stopped the chunk (this text), its unrecorded trials not run
 
 
-def _resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
+def trial_resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
     """Per Tune trial: the settings' CPUs and GPUs, and the memory its item reserves (sweeps.memory), or the
     chunk's largest where that costs no concurrency (uniform_reservation); at most the largest node's (the
     sweep refused configs whose estimate exceeds it; the ladder may round above)."""
@@ -147,7 +147,7 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     try:
         with tune_environment():
             tuner = tune.Tuner(
-                tune.with_resources(trainable, _resources(settings, chunk_items)),
+                tune.with_resources(trainable, trial_resources(settings, chunk_items)),
                 param_space={"item": tune.grid_search(chunk_items), "run": run},
                 tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
                                             trial_name_creator=lambda t: t.config["item"]["id"],
