@@ -68,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output directory every node sees, or s3://bucket/prefix "
                         "(query parameters such as ?endpoint_override=HOST:PORT&scheme=http are passed to pyarrow)")
     parser.add_argument("--num-samples", "-n", type=int, default=None, metavar="N",
-                        help="distinct trials to sample (pairs for a pairs preset); default: the preset's")
+                        help="distinct trials to sample (pairs for a pairs preset; seeds per grid point for "
+                             "the grid preset); default: the preset's")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE|v1,v2,...",
                         help="pin a TrialConfig field, or draw it from a comma-separated list (repeatable)")
     add_cluster_arguments(parser)

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"them (registered: {', '.join(registry.MEASURES)}); default: every measure whose "
                              "values are missing or from an older version")
     add_cluster_arguments(parser, defaults="1")
-    parser.add_argument("--chunk-size", type=int, default=1000, help="trials per Tune experiment (default: %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=1000,
+                        help="trials per Tune experiment (default: %(default)s)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a batch whose worker dies (default: %(default)s)")
 

@@ -4,10 +4,10 @@ nets by Tune trials, with no training.
 Measuring a kept net takes a fraction of a second to a few seconds, less than Tune's cost of a trial and an
 actor, so each Tune trial measures a batch of study trials (about four batches per slot, at most
 BATCH_MAX trials each, balanced by their cost so that the batches end together) on an actor reused across
-the batches of a chunk, with the data-set cache of the process. Each study trial's values are written by the worker as they are computed (study.records, atomic;
-the trials part last). Before each chunk the driver lists what is written, so a rerun after a kill (or a
-batch whose worker died, retried by Tune up to max_failures times) computes only what is missing, and
-every value exists once. A measure that raises writes nothing and is reported; the next run tries again.
+the batches of a chunk, with the data-set cache of the process. Each study trial's values are written by
+the worker as they are computed (study.records, atomic; the trials part last). Before each chunk the
+driver lists what is written, so a rerun after a kill (or a batch whose worker died, retried by Tune up to
+max_failures times) computes only what is missing, and every value exists once. A measure that raises writes nothing and is reported; the next run tries again.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def batches(todo: dict[str, list[str]], configs: dict[str, TrialConfig], version
         load[i] += measure_cost(configs[tid])
     items = []
     for ids in members:
-        jobs = [{"trial_id": tid, "measures": todo[tid], "versions": {n: versions[n] for n in todo[tid]}} for tid in ids]
+        jobs = [{"trial_id": tid, "measures": todo[tid], "versions": {n: versions[n] for n in todo[tid]}}
+                for tid in ids]
         items.append({"id": f"measure-{ids[0]}-{len(ids)}", "jobs": jobs, "n": len(ids),
                       "memory": reservation(max(estimate_bytes(configs[tid]) for tid in ids))})
     return items

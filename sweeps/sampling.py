@@ -162,11 +162,13 @@ def _draw(space: Space, rng: np.random.Generator) -> dict[str, Any]:
     return values
 
 
-def _config(values: dict[str, Any]) -> TrialConfig:
+def config_of(values: dict[str, Any]) -> TrialConfig:
+    """The TrialConfig of drawn values (numpy scalars made Python ones); ConfigError if invalid."""
     return TrialConfig(**{k: (v.item() if isinstance(v, np.generic) else v) for k, v in values.items()})
 
 
-def _fits(space: Space, cfg: TrialConfig) -> bool:
+def within_cap(space: Space, cfg: TrialConfig) -> bool:
+    """The config's memory estimate is within the preset's cap (if it has one)."""
     return space.max_gib is None or estimate_bytes(cfg) <= space.max_gib * GIB
 
 
@@ -195,8 +197,8 @@ def _make_pair(space: Space, pf: PairFactor, rng: np.random.Generator) -> list[P
     if any(values.get(k) in v for k, v in pf.excludes.items()):
         return None
     other = pf.others[int(rng.integers(len(pf.others)))]
-    a, b = _config({**values, pf.field: pf.base}), _config({**values, pf.field: other})
-    if not (_fits(space, a) and _fits(space, b)):
+    a, b = config_of({**values, pf.field: pf.base}), config_of({**values, pf.field: other})
+    if not (within_cap(space, a) and within_cap(space, b)):
         return None
     pid = pair_id_of(a, b)
     return [PlannedTrial(a, pid, pf.field), PlannedTrial(b, pid, pf.field)]
@@ -210,9 +212,9 @@ def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] |
               if not any(values.get(k, getattr(TrialConfig, k)) in ex for k, ex in v.excludes.items())]
     if not usable:
         return None
-    twin = _config({**values, **iv.baseline})
-    configs = [twin] + [_config({**values, **iv.baseline, **v.settings}) for v in usable]
-    if not all(_fits(space, c) for c in configs):
+    twin = config_of({**values, **iv.baseline})
+    configs = [twin] + [config_of({**values, **iv.baseline, **v.settings}) for v in usable]
+    if not all(within_cap(space, c) for c in configs):
         return None
     return [PlannedTrial(c, twin_id=twin.trial_id, twin_factor=iv.factor) for c in configs]
 
@@ -220,13 +222,13 @@ def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] |
 def validate_choices(space: Space) -> None:
     """Every listed choice of every factor makes a valid config (also those no draw happens to pick)."""
     base = _draw(space, np.random.default_rng(0))
-    _config(base)
+    config_of(base)
     if space.intervention is not None:
         _with_variants(space, base)
     for name, choices in space.factors.items():
         # a range (seeds) is checked at its ends: its values differ only in size
         for value in ((choices[0], choices[-1]) if isinstance(choices, range) else choices):
-            _config({**base, name: value})
+            config_of({**base, name: value})
 
 
 def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
@@ -236,6 +238,11 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
     space = apply_overrides(preset, overrides)
     validate_choices(space)
     root = _base_seed(preset.name, overrides, seed)
+    if preset.grid:  # every combination of the axes, N seeds each
+        from sweeps.grid import grid_trials
+
+        trials_, seeds = grid_trials(space, root, n)
+        return Sample(trials_, n, seeds < n, sweep_id(preset.name, overrides, seed, n))
     trials: list[PlannedTrial] = []
     seen: set[str] = set()
     found = 0
@@ -248,8 +255,8 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
         elif space.intervention is not None:
             batch = _with_variants(space, _draw(space, rng))
         else:
-            cfg = _config(_draw(space, rng))
-            batch = [PlannedTrial(cfg)] if _fits(space, cfg) else None
+            cfg = config_of(_draw(space, rng))
+            batch = [PlannedTrial(cfg)] if within_cap(space, cfg) else None
         if batch is None or any(t.trial_id in seen for t in batch):
             continue
         trials.extend(batch)

@@ -146,7 +146,8 @@ def test_a_measure_that_raises_writes_nothing_and_stays_missing(sweep, probe, mo
 
 
 def test_only_fitted_or_unfinished_trials_with_kept_nets_are_planned():
-    trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d", "e"], "status": ["ok", "not_fit", "diverged", "error", "ok"],
+    trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d", "e"],
+                           "status": ["ok", "not_fit", "diverged", "error", "ok"],
                            "version.gap": [1, 1, None, None, 0]})
     todo = plan(trials, {}, kept=["a", "b", "c", "d"], names=["gap"])
     assert todo == {"a": ["gap"], "b": ["gap"]}

@@ -29,7 +29,8 @@ def test_distances_from_initialization_against_numpy(trained):
     cfg = result.config
     gen = torch.Generator().manual_seed(cfg.seed_for("init"))  # the init, drawn again: W ~ N(0, (s/sqrt(fan_in))^2)
     sizes = [64] + [cfg.width] * (cfg.depth - 1) + [10]
-    start = [(torch.randn((b, a), generator=gen) * (cfg.init_scale / math.sqrt(a))).numpy() for a, b in zip(sizes, sizes[1:])]
+    start = [(torch.randn((b, a), generator=gen) * (cfg.init_scale / math.sqrt(a))).numpy()
+             for a, b in zip(sizes, sizes[1:])]
     layers = result.model.layers
     weights = [layer.weight.detach().numpy().astype(np.float64) for layer in layers]
     biases = [layer.bias.detach().numpy().astype(np.float64) for layer in layers]

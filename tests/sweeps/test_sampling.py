@@ -134,3 +134,33 @@ def test_every_preset_is_described_and_samples_valid_configs():
         assert len(sample(preset, {}, 0, 5).trials) >= 5
     assert {t.config.nonlinearity for t in sample(QUICK, {}, 0, 100).trials} == {
         "relu", "relu6", "tanh", "hardtanh", "hardsigmoid"}
+
+
+def test_the_grid_preset_runs_every_combination_with_the_same_seeds():
+    from sweeps.presets import GRID
+
+    drawn = sample(GRID, {}, 0, 3)
+    configs = [t.config for t in drawn.trials]
+    axes = ("width", "depth", "nonlinearity", "optimizer", "init_scale", "batch_size")
+    assert len(configs) == 64 * 3 and not drawn.exhausted and len({c.trial_id for c in configs}) == len(configs)
+    seeds = {c.seed for c in configs}
+    assert len(seeds) == 3
+    keys = {(tuple(getattr(c, a) for a in axes), c.seed) for c in configs}
+    for c in configs:  # every trial has, for each axis, the trial that differs from it in that axis alone
+        assert c.lr == {"sgd": 0.1, "adam": 0.002}[c.optimizer] and c.random_labels == 0.0
+        for i, axis in enumerate(axes):
+            other = next(v for v in GRID.factors[axis] if v != getattr(c, axis))
+            flipped = tuple(other if j == i else getattr(c, a) for j, a in enumerate(axes))
+            assert (flipped, c.seed) in keys
+    assert sample(GRID, {}, 0, 3).trials == drawn.trials  # the same command asks for the same trials
+    assert {t.config.seed for t in sample(GRID, {}, 1, 3).trials} != seeds  # --seed draws other seeds
+    narrowed = sample(GRID, parse_overrides(["width=128", "optimizer=adam"]), 0, 2)
+    assert len(narrowed.trials) == 16 * 2 and {t.config.width for t in narrowed.trials} == {128}
+    assert sample(GRID, parse_overrides(["seed=7"]), 0, 3).exhausted  # one pinned seed: fewer than N
+
+
+def test_a_larger_grid_keeps_the_trials_of_a_smaller_one():
+    from sweeps.presets import GRID
+
+    small = {t.trial_id for t in sample(GRID, {}, 0, 2).trials}
+    assert small < {t.trial_id for t in sample(GRID, {}, 0, 5).trials}
