@@ -57,8 +57,8 @@ def cmi_score(df: pd.DataFrame, measure: str, target: str = "gap.accuracy", axes
 
     x = pd.to_numeric(df[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     y = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    rows = df[np.isfinite(x) & np.isfinite(y)]
-    x, y = x[np.isfinite(x) & np.isfinite(y)], y[np.isfinite(x) & np.isfinite(y)]
+    finite = np.isfinite(x) & np.isfinite(y)
+    rows, x, y = df[finite], x[finite], y[finite]
     axes = list(swept_axes(rows) if axes is None else axes)
     out: dict[str, Any] = {"k": float("nan"), "argmin": None, "scores": {}, "n": len(rows), "pairs": 0}
     if len(rows) < 2:

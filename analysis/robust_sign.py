@@ -25,7 +25,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-SEED_AXIS = "hp.seed"
+from analysis.stats import swept_axes
+
 MIN_ESS = 12.0
 
 
@@ -34,23 +35,17 @@ def noise_weight(delta_gap: np.ndarray, n_test: np.ndarray) -> np.ndarray:
     return np.maximum(0.0, 1.0 - 2.0 * np.exp(-2.0 * n_test * (np.abs(delta_gap) / 2.0) ** 2)) ** 2
 
 
-def _axes(df: pd.DataFrame, axes: Iterable[str] | None) -> list[str]:
-    if axes is not None:
-        return list(axes)
-    return [c for c in df.columns if c.startswith("hp.") and c != SEED_AXIS and df[c].nunique(dropna=False) > 1]
-
-
 def environments(df: pd.DataFrame, measure: str, target: str, axes: Iterable[str] | None = None,
                  min_ess: float = MIN_ESS) -> pd.DataFrame:
     """One row per environment: axis, context (the other axes' values), the two values, pairs, weight sum, ess,
     loss (weighted mean sign error) and kept (ess >= min_ess)."""
     mu = pd.to_numeric(df[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     g = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    rows = df[np.isfinite(mu) & np.isfinite(g)].reset_index(drop=True)
-    mu, g = mu[np.isfinite(mu) & np.isfinite(g)], g[np.isfinite(mu) & np.isfinite(g)]
+    finite = np.isfinite(mu) & np.isfinite(g)
+    rows, mu, g = df[finite].reset_index(drop=True), mu[finite], g[finite]
     accuracy = "accuracy" in target
     n_test = pd.to_numeric(rows["hp.n_test"], errors="coerce").to_numpy(dtype=float) if accuracy else None
-    axes = _axes(rows, axes)
+    axes = swept_axes(rows) if axes is None else list(axes)
     found = []
     for axis in axes:
         others = [a for a in axes if a != axis]

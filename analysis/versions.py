@@ -62,10 +62,11 @@ def _conformed(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 def overlay_trials(location: str, trials: pd.DataFrame, measured: Measured | None = None) -> pd.DataFrame:
     """The trials table with each measure's columns taken from its newest version (see the module doc)."""
     measured = measured_trial_ids(location) if measured is None else measured
-    if not measured or trials.empty:
+    won = winners(trials, measured) if measured and not trials.empty else {}
+    if not won:
         return trials
     out = trials.copy()
-    for name, by_version in winners(trials, measured).items():
+    for name, by_version in won.items():
         columns = [*registry.COLUMNS[name]["trials"], registry.version_column(name)]
         for version, ids in by_version.items():
             part = _parts(location, name, version, "trials", ids).set_index("trial_id")

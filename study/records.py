@@ -159,6 +159,13 @@ def write_measure(location: str, name: str, version: int, trial_id: str, row: di
                      lambda sink, t=to_table(table, rows, schema): pq.write_table(t, sink))
 
 
+def measure_written(location: str, name: str, version: int, trial_id: str) -> bool:
+    """Whether version `version` of measure `name` has written its value for `trial_id` (its trials part)."""
+    fs, root = resolve(location)
+    return fs.get_file_info(record_path(measure_dir(root, name, version), "trials", trial_id)).type \
+        == pafs.FileType.File
+
+
 def _ids_in(fs: pafs.FileSystem, directory: str, suffix: str) -> set[str]:
     """The names (without `suffix`) of the visible files ending in `suffix` in `directory`."""
     selector = pafs.FileSelector(directory, allow_not_found=True)

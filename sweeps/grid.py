@@ -33,10 +33,10 @@ def grid_seeds(space: Space, root: int, n: int) -> list[int]:
 def grid_points(space: Space) -> list[dict]:
     """The values of every combination of the axes (and of each linked field's values), fixed fields included."""
     axes = sorted(k for k in space.factors if k != "seed")
+    linked = sorted(space.linked)
     points = []
     for combo in itertools.product(*(space.factors[a] for a in axes)):
         values = {**space.fixed, **dict(zip(axes, combo))}
-        linked = sorted(space.linked)
         options = [space.linked[name][1][values[space.linked[name][0]]] for name in linked]
         for chosen in itertools.product(*options):
             points.append({**values, **dict(zip(linked, chosen))})

@@ -7,7 +7,9 @@ BATCH_MAX trials each, balanced by their cost so that the batches end together) 
 the batches of a chunk, with the data-set cache of the process. Each study trial's values are written by
 the worker as they are computed (study.records, atomic; the trials part last). Before each chunk the
 driver lists what is written, so a rerun after a kill (or a batch whose worker died, retried by Tune up to
-max_failures times) computes only what is missing, and every value exists once. A measure that raises writes nothing and is reported; the next run tries again.
+max_failures times) computes only what is missing, and every value exists once (the worker checks each
+value's own file before computing it). A measure that raises writes nothing and is reported; the next run
+tries again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from study.config import TrialConfig
 from study.datasets import N_CLASSES
 from study.models import count_parameters
-from study.records import measured_trial_ids
+from study.records import measure_written, measured_trial_ids
 from study.resources import estimate_bytes, n_features
 from sweeps.failures import error_line
 from sweeps.memory import reservation
@@ -92,9 +94,10 @@ def measure_trainable(config: dict[str, Any]) -> None:
 
     item, run = config["item"], config["run"]
     torch.set_num_threads(run["threads"])
-    written, errors = 0, []
+    errors = []
     for job in item["jobs"]:
-        left = _missing({job["trial_id"]: job["measures"]}, job["versions"], run["out"]).get(job["trial_id"], [])
+        tid = job["trial_id"]
+        left = [n for n in job["measures"] if not measure_written(run["out"], n, job["versions"][n], tid)]
         stale = [n for n in left if registry.VERSIONS.get(n) != job["versions"][n]]
         errors += [f"{job['trial_id']} {n}: this worker has version {registry.VERSIONS.get(n)} of the measure, the "
                    f"driver {job['versions'][n]}: run the same code on every node" for n in stale]
@@ -106,10 +109,9 @@ def measure_trainable(config: dict[str, Any]) -> None:
         except WeightsError as exc:
             errors.append(f"{job['trial_id']}: {exc}")
             continue
-        written += sum(error is None for error in outcome.values())
         errors += [f"{job['trial_id']} {name}: {error}" for name, error in outcome.items() if error is not None]
     release_memory()
-    tune.report({"written": written, "n_errors": len(errors), "errors": "\n".join(errors[:20])})
+    tune.report({"n_errors": len(errors), "errors": "\n".join(errors[:20])})  # what was written: the files
 
 
 def _progress(total: int, write):
