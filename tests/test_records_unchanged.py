@@ -2,7 +2,9 @@
 and values stored in tests/golden/records.json (floats to 1e-6).
 
 The golden file was written by this module against the code before the one-place redesign of study/ (2026-12-01);
-the columns model.init_sha256 and version.<measure> were added to it on 2026-12-02, every other value unchanged:
+the columns model.init_sha256 and version.<measure> were added to it on 2026-12-02, then the columns of the
+measures Jiang et al. ranked (init_distance, inverse_margin, fisher_rao, the PAC-Bayes flatness pair), every
+other value unchanged:
 
     .venv/bin/python tests/test_records_unchanged.py --write
 

@@ -29,7 +29,7 @@ def context():
 def test_every_module_of_the_package_is_imported():
     names = {m.name for m in pkgutil.iter_modules(measures.__path__)}
     shipped = {"jacobian", "transitions", "baselines", "gap", "pointwise", "init_distance", "inverse_margin",
-               "fisher_rao"}
+               "fisher_rao", "pacbayes_flatness", "pacbayes_magnitude"}
     assert shipped <= names
     assert all(f"study.measures.{name}" in sys.modules for name in names)
     assert set(MEASURES) == set(COLUMNS) == shipped
