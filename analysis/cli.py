@@ -44,8 +44,8 @@ def default_out(results: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the report; print where it is, the headline and the findings table. 2 (one line on stderr) if
-    there are no trials."""
+    """Build the report; print where it is, the headline, the findings table and where the Jacobian norm
+    ranks. 2 (one line on stderr) if there are no trials."""
     from analysis.findings import read_findings  # heavy imports only when the command runs
     from analysis.report import ReportError, build_report
 
@@ -68,7 +68,25 @@ def run(args: argparse.Namespace) -> int:
     with open(os.path.join(os.path.dirname(path), "headline.txt"), encoding="utf-8") as handle:
         print(handle.read().rstrip())
     print(read_findings(os.path.dirname(path)), end="")
+    lines = ranking_lines(os.path.dirname(path))
+    if lines:
+        print("where the Jacobian norm ranks among the measures (ranking.csv, figure 8):")
+        print("\n".join(f"  {line}" for line in lines))
     return 0
+
+
+def ranking_lines(out: str) -> list[str]:
+    """analysis.ranking.standing of the ranking.csv in `out` (nothing when it has no rows)."""
+    import pandas as pd
+
+    from analysis.ranking import standing
+
+    path = os.path.join(out, "ranking.csv")
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError):
+        return []
+    return standing(table) if len(table) else []
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,8 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from analysis.axes import swept_axes
+
 
 def _entropy(counts: np.ndarray) -> np.ndarray:
     """Shannon entropy (nats) of each row of a count table [cells, outcomes]."""
@@ -49,12 +51,10 @@ def _score(cells: np.ndarray, v_mu: np.ndarray, v_g: np.ndarray) -> tuple[float,
 def cmi_score(df: pd.DataFrame, measure: str, target: str = "gap.accuracy", axes: Iterable[str] | None = None,
               max_conditioning: int = 2) -> dict[str, Any]:
     """Jiang et al.'s CMI score of `measure` for `target` (the module's formula) over the rows of `df` where
-    both are finite. axes: the hp.* columns to condition on (default: analysis.stats.swept_axes(df)).
+    both are finite. axes: the hp.* columns to condition on (default: analysis.axes.swept_axes(df)).
 
     Returns {"k": min score, "argmin": the conditioning set reaching it (a tuple of axes), "scores":
     {set: score}, "n": trials, "pairs": ordered pairs}; k is NaN with fewer than 2 trials or no set scored."""
-    from analysis.stats import swept_axes
-
     x = pd.to_numeric(df[measure], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     y = pd.to_numeric(df[target], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     finite = np.isfinite(x) & np.isfinite(y)

@@ -2,10 +2,12 @@
 
     build_report("results/", "results/report")   # -> "results/report/report.html"
 
-Writes into `out_dir`: fig1..fig7 as PNG and PDF, `stats.csv` and `stats.parquet` (the
-`analysis.stats.measure_table` of the kept trials: both gaps, in column `target`, and label strata, in
-`labels`), `headline.txt` (`analysis.headline`: rank correlations of the Jacobian norm and of transitions
-with the gap chosen by `gap`, per data set, all and true-label nets, with 95% bootstrap CIs),
+Writes into `out_dir`: fig1..fig8 as PNG and PDF, `ranking.csv` (`analysis.ranking`: every measure by
+every criterion of Jiang et al. 2020 and Dziugaite et al. 2020 beside the Spearman rho; figure 8 draws it),
+`stats.csv` and `stats.parquet` (the `analysis.stats.measure_table` of the kept trials: both gaps, in
+column `target`, and label strata, in `labels`), `headline.txt` (`analysis.headline`: rank correlations of
+the Jacobian norm and of transitions with the gap chosen by `gap`, per data set, all and true-label nets,
+with 95% bootstrap CIs),
 `intervention.csv` and `intervention_pairs.csv` (regularized nets vs their unregularized twins,
 `analysis.intervention`; the section and figure 7 are skipped, saying why, without regularized
 trials), `findings.csv` and `findings.txt` (`analysis.findings`: the reference study's findings, one row
@@ -30,9 +32,11 @@ from analysis import filter_trials, load_points, load_trajectories, load_trials
 from analysis.figures import (fig1_jacobian_vs_gap, fig2_transitions, fig3_per_point, fig4_pairs, fig5_manifold,
                               fig6_linear_regions, fig7_regularizers)
 from analysis.findings import findings_table, write_findings
+from analysis.figures.ranking import fig8_ranking
 from analysis.headline import headline
 from analysis.intervention import conclusion, intervention_effects, regularizer_pairs
 from analysis.report_html import FigureEntry, InterventionSection, render_html
+from analysis.ranking import ranking_table, standing
 from analysis.stats import measure_table
 from analysis.strata import TARGETS, gap_column
 from analysis.versions import coverage
@@ -222,6 +226,9 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
     with open(os.path.join(out_dir, "headline.txt"), "w") as handle:
         handle.write(text + "\n")
     kept, points, trajectories = inputs.kept, inputs.points, inputs.trajectories
+    ranking = ranking_table(kept, n_boot=n_boot, stats=inputs.stats)
+    csv = ranking.to_csv(index=False).encode("utf-8")
+    write_atomic(out_dir, "ranking.csv", lambda sink: sink.write(csv))
     if len(kept):
         figures = [
             _draw("Figure 1: Jacobian norm vs generalization gap", lambda: fig1_jacobian_vs_gap(kept, out_dir, gap=gap),
@@ -233,6 +240,11 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
             _draw("Figure 4: paired factors", lambda: fig4_pairs(kept, out_dir, gap=gap), log),
             _draw("Figure 5: on vs off the data manifold", lambda: fig5_manifold(trajectories, out_dir, kept), log),
             _figure6(kept, out_dir, data_root, device, recompute, log),
+            _draw("Figure 8: every measure ranked by the field's criteria",
+                  lambda: fig8_ranking(kept, out_dir, ranking),
+                  log, "Rows: measures, best true-label Spearman rho on top; Jacobian norms in red. Psi: Jiang et al. "
+                  "2020's granulated Kendall; K: their conditional mutual information score (sign-blind); robust "
+                  "sign error: Dziugaite et al. 2020 (0.5 = a coin). The numbers: ranking.csv and the table above."),
         ]
     else:
         figures = [FigureEntry("Figures", note="No figures: every trial was dropped by the filter (see above).")]
@@ -242,6 +254,7 @@ def build_report(results_dir: str, out_dir: str, data_root: str | None = None, d
                        dropped=inputs.dropped, drop_summary=inputs.drop_summary, stats=inputs.stats,
                        figures=figures, load_warnings=inputs.load_warnings,
                        n_points=len(points), n_trajectories=len(trajectories), intervention=intervention,
-                       findings=findings, measures=inputs.measures)
+                       findings=findings, measures=inputs.measures, ranking=ranking,
+                       standing=standing(ranking))
     data = page.encode("utf-8")
     return write_atomic(out_dir, "report.html", lambda sink: sink.write(data))

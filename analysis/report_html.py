@@ -241,10 +241,44 @@ def _findings_html(findings: pd.DataFrame | None) -> str:
     return head + f'<table class="fit findings"><tr>{header}</tr>{"".join(rows)}</table>'
 
 
+def _ranking_html(ranking: pd.DataFrame | None, standing: list[str]) -> str:
+    """The ranking table (analysis.ranking): one table per (group, target), rows = measures."""
+    head = "<h2>Ranking: the Jacobian norm among the field's measures</h2>"
+    if ranking is None or not len(ranking):
+        return head + "<p>No ranking: no measure with two distinct values among the kept nets.</p>"
+    parts = [head, "<p>Spearman rho with 95% bootstrap CIs over every net and over the true-label nets; Psi, the "
+             "CMI score K and the robust sign error (mean and worst environment, the axis of the worst) over the "
+             "true-label nets. Ranks in brackets; ranking.csv holds every column.</p>",
+             "<pre>" + _escape("\n".join(standing)) + "</pre>" if standing else ""]
+    for (group, target), rows in ranking.groupby(["group", "target"], sort=False):
+        def cell(row, name, digits=3):
+            value, rank = row[name], row.get(f"rank_{name}")
+            return "–" if pd.isna(value) else f"{value:.{digits}f}" + (f" [{int(rank)}]" if pd.notna(rank) else "")
+
+        def with_ci(row, name):
+            lo, hi = row[f"{name}_lo"], row[f"{name}_hi"]
+            return cell(row, name) + ("" if pd.isna(lo) else f" ({lo:.2f}, {hi:.2f})")
+        shown = pd.DataFrame({
+            "measure": rows["measure"].str.removeprefix("measure."),
+            "n": rows["n_all"],
+            "Spearman, all": [with_ci(r, "spearman_all") for _, r in rows.iterrows()],
+            "Spearman, true": [with_ci(r, "spearman_true") for _, r in rows.iterrows()],
+            "Psi": [cell(r, "psi") for _, r in rows.iterrows()],
+            "CMI K": [cell(r, "cmi") for _, r in rows.iterrows()],
+            "sign error, mean": [cell(r, "rse_mean") for _, r in rows.iterrows()],
+            "sign error, worst": [cell(r, "rse_worst") + (f" ({r['rse_worst_axis'].removeprefix('hp.')})"
+                                  if isinstance(r["rse_worst_axis"], str) else "") for _, r in rows.iterrows()],
+            "environments": rows["rse_environments"],
+        })
+        parts.append(f"<h3>{_escape(group)}: against {_escape(target)}</h3>{_table(shown, 'fit')}")
+    return "".join(parts)
+
+
 def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
                 stats: pd.DataFrame, figures: list[FigureEntry], load_warnings: list[str],
                 n_points: int, n_trajectories: int, intervention: InterventionSection | None = None,
-                findings: pd.DataFrame | None = None, measures: pd.DataFrame | None = None) -> str:
+                findings: pd.DataFrame | None = None, measures: pd.DataFrame | None = None,
+                ranking: pd.DataFrame | None = None, standing: list[str] | None = None) -> str:
     """The whole page as a string; it opens with the findings table (`_findings_html`) when given."""
     dropped_html = (_table(dropped) if dropped is not None and len(dropped)
                     else "<p>No trial was dropped.</p>")
@@ -259,6 +293,7 @@ def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFra
         f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}{_measures_html(measures)}",
         f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",
         f"<h2>Statistics</h2>{_stats_html(stats)}",
+        _ranking_html(ranking, standing or []),
         *(_figure_html(entry) for entry in figures),
         _intervention_html(intervention),
     ]

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from analysis.stats import swept_axes
+from analysis.axes import swept_axes
 
 MIN_ESS = 12.0
 

@@ -25,11 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from analysis.axes import SEED_AXIS, groups_of, level_codes, linked_classes
 from analysis.bootstrap import bootstrap_kendall, bootstrap_spearman, percentile_bootstrap
 from analysis.cmi import cmi_score
 from analysis.strata import LABELS, TARGETS, label_strata
 
-SEED_AXIS = "hp.seed"
 BOOT_COUNTS = ("spearman_n_boot_finite", "kendall_n_boot_finite", "n_boot")  # measure_table's last columns
 
 
@@ -84,32 +84,6 @@ def cmi(df: pd.DataFrame, measure: str, target: str = "gap.accuracy", axes: Iter
     return cmi_score(df, measure, target, axes, max_conditioning)
 
 
-def swept_axes(df: pd.DataFrame, include_seed: bool = False) -> list[str]:
-    """The `hp.*` columns that take more than one value in `df` (hp.seed only if `include_seed`).
-
-    The seed is left out by default: it is not a hyperparameter whose effect a measure should
-    track, and Jiang et al. average over seeds rather than treat them as an axis. Trials that
-    differ in seed still fall in different groups in `granulated_kendall` (conditioned on)."""
-    axes = [c for c in df.columns if c.startswith("hp.") and df[c].nunique(dropna=False) > 1]
-    return [a for a in axes if include_seed or a != SEED_AXIS]
-
-
-def _level_codes(column: pd.Series) -> np.ndarray:
-    """Integer codes of a column's values, a missing value being a level of its own (as groupby(dropna=False))."""
-    return np.asarray(column.factorize(use_na_sentinel=False)[0])
-
-
-def _groups_of(codes: list[np.ndarray], n: int) -> list[np.ndarray]:
-    """Row numbers of each group of equal values over `codes`, groups in order of first appearance
-    (groupby(sort=False)), rows in order within a group; one group of every row if there are no codes."""
-    if not codes:
-        return [np.arange(n)] if n else []
-    _, first, inverse = np.unique(np.column_stack(codes), axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    rows = np.split(np.argsort(inverse, kind="stable"), np.cumsum(np.bincount(inverse))[:-1])
-    return [rows[g] for g in np.argsort(first, kind="stable")]
-
-
 def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
                        axes: Iterable[str] | None = None) -> dict[str, Any]:
     """Jiang et al. 2020 granulated Kendall coefficient (their Eq. 4-5).
@@ -120,8 +94,9 @@ def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
         psi_i = (1/m_i) sum_g tau_g   over the m_i groups with >= 2 trials and a defined tau,
         Psi   = (1/|A|) sum_{i in A} psi_i   over the axes A with at least one such group.
     Groups where tau is undefined (measure or target constant in the group) are left out and
-    counted. `axes` defaults to `swept_axes(df)` (all varying hp.* columns except hp.seed); the
-    grouping always uses every varying hp.* column, including ones not listed in `axes`. Only rows
+    counted. `axes` defaults to `swept_axes(df)` (all varying hp.* columns except hp.seed, columns that
+    determine each other one-to-one being one axis: analysis.axes); the grouping always uses every varying
+    hp.* column but those of axis i's class, including ones not listed in `axes`. Only rows
     where both values are finite enter (the swept axes are those of these rows). The groups are
     found on integer codes of the hp.* values (numpy), not by a pandas groupby per axis.
 
@@ -133,15 +108,18 @@ def granulated_kendall(df: pd.DataFrame, measure: str, target: str = "gap.loss",
     x, y = x_all[ok], y_all[ok]
     hp = [c for c in df.columns if c.startswith("hp.")]
     axes = None if axes is None else list(axes)
-    codes = {c: _level_codes(df[c])[ok] for c in dict.fromkeys([*hp, *(axes or [])])}
-    varying = [c for c in hp if len(codes[c]) and codes[c].min() < codes[c].max()]  # swept_axes(kept rows, seed too)
-    axes = [a for a in varying if a != SEED_AXIS] if axes is None else axes
+    codes = {c: level_codes(df[c])[ok] for c in dict.fromkeys([*hp, *(axes or [])])}
+    varying = [c for c in hp if len(codes[c]) and codes[c].min() < codes[c].max()]  # of the kept rows, seed too
+    classes = linked_classes({c: codes[c] for c in varying if c != SEED_AXIS})
+    member_of = {c: cls for cls in classes.values() for c in cls}
+    axes = list(classes) if axes is None else axes
     psi: dict[str, float] = {}
     groups: dict[str, int] = {}
     undefined: dict[str, int] = {}
     for axis in axes:
         taus, n_undefined = [], 0
-        for rows in _groups_of([codes[c] for c in varying if c != axis], len(x)):
+        linked = member_of.get(axis, [axis])
+        for rows in groups_of([codes[c] for c in varying if c not in linked], len(x)):
             if len(rows) < 2 or np.unique(codes[axis][rows]).size < 2:
                 continue
             gx, gy = x[rows], y[rows]

@@ -15,8 +15,11 @@ the same config gives the same number on any device.
 Cost, bounded: STEPS evaluations of the mean, each at most M forward passes of at most MAX_POINTS training
 points (SAMPLE_CHUNK perturbed nets at once through torch.func.vmap; an evaluation stops as soon as the draws
 summed so far put the mean above the bound, which the rest cannot undo); nothing else. With the defaults, at
-most 10 x 8 = 80 forwards of <= 2048 points per measure. A sigma that never satisfies the bound returns SIGMA_LO, one that
-always does returns SIGMA_HI (the search's edges; 1/sigma'^2 is then censored there, never infinite).
+most 10 x 8 = 80 forwards of <= 2048 points per measure. Measured on the 2-core CPU machine, both measures of
+a net trained on 1000 Fashion-MNIST images: 0.2 s (128x2) to 1.7 s (512x4), about as long as training the
+512x4 net (benchmarks/bench_trial.py times each measure; benchmarks/RESULTS.md). A
+sigma that never satisfies the bound returns SIGMA_LO, one that always does returns SIGMA_HI (the search's
+edges; 1/sigma'^2 is then censored there, never infinite).
 """
 
 from __future__ import annotations

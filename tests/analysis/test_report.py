@@ -53,9 +53,9 @@ def test_report_embeds_every_figure(built):
     _, out, path, page = built
     assert path == os.path.join(out, "report.html")
     images = IMAGE.findall(page)
-    assert len(images) == 5  # figures 1-5; figure 6 was not recomputed
+    assert len(images) == 6  # figures 1-5 and 8; figure 6 was not recomputed
     assert all(base64.b64decode(image).startswith(b"\x89PNG") for image in images)
-    for n in range(1, 6):
+    for n in (1, 2, 3, 4, 5, 8):
         assert any(name.startswith(f"fig{n}_") and name.endswith(".pdf") for name in os.listdir(out))
     assert "Not drawn: recomputing a trial was switched off." in page
 
@@ -70,6 +70,21 @@ def test_report_shows_the_stats_table_and_writes_it(built):
     assert set(stats["target"]) == {"gap.accuracy", "gap.loss"} and set(stats["labels"]) == {"all", "true", "random"}
     for value in stats[["spearman", "spearman_lo", "kendall", "kendall_hi"]].to_numpy().ravel():
         assert not np.isfinite(value) or f"<td>{value:.3f}</td>" in page  # NaN: too few random-label nets
+
+
+def test_report_writes_the_ranking_and_shows_it(built):
+    _, out, _, page = built
+    ranking = pd.read_csv(os.path.join(out, "ranking.csv"))
+    stats = pd.read_parquet(os.path.join(out, "stats.parquet"))
+    assert set(ranking["group"]) == {"digits", "synthetic"} and set(ranking["target"]) == {"gap.accuracy", "gap.loss"}
+    assert {"spearman_all", "spearman_true", "psi", "cmi", "rse_mean", "rse_worst", "rank_psi"} <= set(ranking.columns)
+    same = stats[(stats["labels"] == "true")].merge(ranking, left_on=["hp.dataset", "target", "measure"],
+                                                   right_on=["group", "target", "measure"])
+    assert len(same) == len(ranking)  # the ranking's Spearman is the stats table's, not a second bootstrap
+    np.testing.assert_allclose(same["spearman"], same["spearman_true"])
+    assert "Ranking: the Jacobian norm among the field's measures" in page and "digits: against gap.accuracy" in page
+    row = ranking[ranking["measure"] == "measure.jacobian_test"].iloc[0]
+    assert f"{row['spearman_true']:.3f} [{int(row['rank_spearman_true'])}]" in page
 
 
 def test_report_headline_states_measured_correlations_with_cis(built):
@@ -153,7 +168,8 @@ def test_one_trial_without_points_or_trajectories_still_renders(tmp_path):
     assert "kept 1 of 1 trials" in page and "No trial was dropped." in page
     assert "No rank correlations: 1 kept trial" in page
     assert "No statistics" in page
-    assert len(IMAGE.findall(page)) == 5  # each says on its face why it is (nearly) empty
+    assert len(IMAGE.findall(page)) == 6  # each says on its face why it is (nearly) empty
+    assert "No ranking: no measure with two distinct values" in page
     assert "Not drawn: recomputing trial" in page and "ConfigError" in page  # data split too small: no crash
 
 
@@ -211,7 +227,7 @@ def test_end_to_end_with_real_trials_recomputes_figure_6(tmp_path):
         result.write(str(tmp_path))
     page = open(build_report(str(tmp_path), str(tmp_path / "r"), n_boot=50, log=lambda _: None),
                 encoding="utf-8").read()
-    assert len(IMAGE.findall(page)) == 6
+    assert len(IMAGE.findall(page)) == 7  # figures 1-6 and 8
     assert "kept 3 of 3 trials" in page and "- digits (3 nets): Jacobian norm (test): Spearman" in page
     assert re.search(r"Trial [0-9a-f]{16} \(digits, relu, width (8|16|32), depth 3", page) and "Warning" not in page
     assert os.path.getsize(tmp_path / "r" / "fig6_linear_regions.pdf") > 2000

@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 import analysis.bootstrap as bootstrap
-from analysis.stats import granulated_kendall, measure_table, rank_correlations, sign_error, swept_axes
+from analysis.axes import swept_axes
+from analysis.stats import granulated_kendall, measure_table, rank_correlations, sign_error
 
 
 def noisy_frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
