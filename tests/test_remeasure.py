@@ -69,15 +69,15 @@ def test_recomputing_an_existing_measure_reproduces_the_trial_s_values(sweep, no
     before = load_trials(location).set_index("trial_id")
     points_before = load_points(location)
     trajectories_before = load_trajectories(location)
-    todo = plan(load_trials(location), measured_trial_ids(location), kept_trial_ids(location),
-                names=["jacobian", "transitions"])
+    recomputed = ["jacobian", "transitions", "init_distance", "fisher_rao", "pacbayes_flatness", "pacbayes_magnitude"]
+    todo = plan(load_trials(location), measured_trial_ids(location), kept_trial_ids(location), names=recomputed)
     assert sorted(todo) == sorted(r.trial_id for r in results[:2])  # the third kept no net
     for trial_id, names in todo.items():
-        assert measure_kept(location, trial_id, names) == {"jacobian": None, "transitions": None}
+        assert measure_kept(location, trial_id, names) == dict.fromkeys(recomputed)
     assert plan(load_trials(location), measured_trial_ids(location), kept_trial_ids(location),
-                names=["jacobian", "transitions"]) == {}  # done once
+                names=recomputed) == {}  # done once
     after = load_trials(location).set_index("trial_id")
-    columns = [*registry.COLUMNS["jacobian"]["trials"], *registry.COLUMNS["transitions"]["trials"]]
+    columns = [c for name in recomputed for c in registry.COLUMNS[name]["trials"]]
     pd.testing.assert_frame_equal(after[columns], before[columns], rtol=1e-6)
     pd.testing.assert_frame_equal(load_points(location), points_before, rtol=1e-6)
     pd.testing.assert_frame_equal(load_trajectories(location), trajectories_before, rtol=1e-6)
