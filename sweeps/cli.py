@@ -29,7 +29,7 @@ from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
 from sweeps.cluster import check_resources, ray_session
 from sweeps.runner import RunReport, RunSettings, execute
-from sweeps.sampling import Sample, expand_bases, parse_overrides, sample
+from sweeps.sampling import Sample, parse_overrides, sample
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser, defaults: str = "the preset's, 1") -> None:
@@ -122,7 +122,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     source = None
     if args.from_dir is not None:
         bases, selected = feedback.select_bases(args.from_dir, preset, args.top, args.where)
-        drawn = expand_bases(preset, bases, overrides, args.seed)  # validates every TrialConfig
+        drawn = feedback.expand_bases(preset, bases, overrides, args.seed)  # validates every TrialConfig
         source = {"from": args.from_dir, "top": args.top, "where": args.where, "selected_trial_ids": selected}
     else:
         drawn = sample(preset, overrides, args.seed, n)  # validates every sampled TrialConfig

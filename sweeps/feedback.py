@@ -14,7 +14,7 @@ field an older record lacks takes its default), with the intervention's baseline
 regularizer none: the base is the row's unregularized twin, whatever the row was). Every other field
 is kept exactly, so selecting from an unregularized sweep reproduces its trials as the twins. Rows
 that share a twin (two regularized variants of one base) count once toward K. `--set FIELD=VALUE`
-then pins a field of every base, and sweeps.sampling.expand_bases adds the variants.
+then pins a field of every base, and `expand_bases` adds the variants.
 """
 
 from __future__ import annotations
@@ -25,12 +25,14 @@ import math
 import os
 import re
 from collections import Counter
+from typing import Sequence
 
 import pandas as pd
 
 from study.config import ConfigError, TrialConfig
 from study.schema import config_from_record
 from sweeps.presets import Preset
+from sweeps.sampling import Overrides, PlannedTrial, Sample, Space, narrow_intervention, sweep_id, with_variants
 
 EXAMPLE_WHERE = '"`hp.width` >= 256 and `gap.loss` > 0.5"'
 
@@ -129,3 +131,45 @@ def select_bases(location: str, preset: Preset, top: int | None,
         if top is not None and len(bases) == top:
             break
     return list(bases.values()), sources
+
+
+def expand_bases(preset: Preset, bases: Sequence[TrialConfig], overrides: Overrides, seed: int) -> Sample:
+    """A sample of an intervention preset whose base configs are given, not drawn (the module docstring).
+
+    Each base keeps every field, except the intervention's baseline fields (reset: its twin) and the
+    fields pinned by `--set FIELD=VALUE`; its twin and usable variants follow, as in `sample`. Bases that
+    coincide after that are run once; a base without a usable variant is left out (with a note)."""
+    if preset.intervention is None:
+        raise ConfigError(f"preset {preset.name} has no intervention to apply to selected configs; use --from "
+                          "with a preset that has one (e.g. regularizers)")
+    intervention = narrow_intervention(preset, overrides)
+    pins = {}
+    for name, values in overrides.items():
+        if name in intervention.baseline:
+            continue
+        if len(values) > 1:
+            raise ConfigError(f"--set {name}={','.join(map(str, values))}: with --from, --set pins a field of every "
+                              "selected config; give one value")
+        pins[name] = values[0]
+    space = Space({}, {}, {}, (), False, preset.max_gib, intervention)
+    trials: list[PlannedTrial] = []
+    seen: set[str] = set()
+    left_out, repeated = [], 0
+    for base in bases:
+        batch = with_variants(space, {**base.canonical(), **pins})
+        if batch is None:
+            left_out.append(base.trial_id)
+        elif batch[0].trial_id in seen:
+            repeated += 1
+        else:
+            trials.extend(batch)
+            seen.add(batch[0].trial_id)
+    notes = []
+    if left_out:
+        notes.append(f"note: {len(left_out)} selected configs have no usable variant (or exceed the memory cap) "
+                     f"and are left out: {', '.join(left_out[:5])}" + (" ..." if len(left_out) > 5 else ""))
+    if repeated:
+        notes.append(f"note: {repeated} selected configs have the same twin as another one; each twin runs once")
+    ids = [b.trial_id for b in bases]
+    return Sample(tuple(trials), len(bases), False, sweep_id(preset.name, overrides, seed, len(bases), ids),
+                  tuple(notes))

@@ -14,10 +14,7 @@ tries again.
 
 from __future__ import annotations
 
-import logging
 import math
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +26,7 @@ from study.records import measure_written, measured_trial_ids
 from study.resources import estimate_bytes, n_features
 from sweeps.failures import error_line
 from sweeps.memory import reservation
-from sweeps.runner import RunSettings, trial_resources, tune_environment
+from sweeps.runner import RunSettings, fit_experiment, temp_storage
 
 BATCH_MAX = 32
 BATCHES_PER_SLOT = 4
@@ -142,29 +139,16 @@ def _progress(total: int, write):
 
 def _run_chunk(items: list[dict[str, Any]], settings: RunSettings, index: int, total: int,
                report: MeasureReport, log) -> None:
-    from ray import tune
-
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads, "data_root": settings.data_root}
-    storage = tempfile.mkdtemp(prefix="sensitivity-measure-")
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    try:
-        with tune_environment():
-            tuner = tune.Tuner(
-                # one memory reservation for the chunk where that costs no concurrency: Tune reuses an actor
-                # (its imports, its data-set cache) only for trials of one resource shape
-                tune.with_resources(measure_trainable, trial_resources(settings, items)),
-                param_space={"item": tune.grid_search(items), "run": run},
-                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
-                                            trial_name_creator=lambda t: t.config["item"]["id"],
-                                            trial_dirname_creator=lambda t: t.config["item"]["id"]),
-                run_config=tune.RunConfig(name=f"measure-chunk{index}", storage_path=storage, verbose=0,
-                                          callbacks=[_progress(total, log)] if settings.verbose else [],
-                                          failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
-            try:
-                results = tuner.fit()
-            except Exception as exc:  # Tune's controller gave up: what was written stays, the rest is missing
-                report.failed.append(f"Tune stopped chunk {index + 1}: {error_line(exc)}")
-                return
+    with temp_storage("sensitivity-measure-") as storage:
+        try:
+            # one memory reservation for the chunk where that costs no concurrency (trial_resources): Tune reuses
+            # an actor (its imports, its data-set cache) only for trials of one resource shape
+            results = fit_experiment(measure_trainable, items, settings, run, f"measure-chunk{index}",
+                                     [_progress(total, log)] if settings.verbose else [], storage)
+        except Exception as exc:  # Tune's controller gave up: what was written stays, the rest is missing
+            report.failed.append(f"Tune stopped chunk {index + 1}: {error_line(exc)}")
+            return
         for result in results:
             if result.error is not None:
                 item = (result.config or {}).get("item") or {}
@@ -172,8 +156,6 @@ def _run_chunk(items: list[dict[str, Any]], settings: RunSettings, index: int, t
                 continue
             metrics = result.metrics or {}
             report.errors += [line for line in str(metrics.get("errors") or "").splitlines() if line]
-    finally:
-        shutil.rmtree(storage, ignore_errors=True)
 
 
 def execute_measures(todo: dict[str, list[str]], configs: dict[str, TrialConfig], versions: dict[str, int],

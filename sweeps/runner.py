@@ -128,12 +128,41 @@ def trial_resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
         [{"CPU": cpu, "GPU": gpu, "memory": min(float(uniform or config["item"]["memory"]), cap)}])
 
 
+def fit_experiment(trainable_fn, chunk_items: list[dict[str, Any]], settings: RunSettings, run: dict[str, Any],
+                   name: str, callbacks: list, storage: str):
+    """Fit one Tune experiment: a grid over `chunk_items` (each its own Tune trial, named by its id), run
+    settings `run`, every trial reserving trial_resources(settings, chunk_items), actors reused, storage in
+    `storage` (a temp_storage). Returns Tune's ResultGrid; raises what Tune raises when its controller gives up.
+    The one place the sweep (run_chunk) and `sensitivity measure` (sweeps.remeasure) build an experiment."""
+    from ray import tune
+
+    with tune_environment():
+        tuner = tune.Tuner(
+            tune.with_resources(trainable_fn, trial_resources(settings, chunk_items)),
+            param_space={"item": tune.grid_search(chunk_items), "run": run},
+            tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
+                                        trial_name_creator=lambda t: t.config["item"]["id"],
+                                        trial_dirname_creator=lambda t: t.config["item"]["id"]),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=callbacks,
+                                      failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
+        return tuner.fit()
+
+
+@contextlib.contextmanager
+def temp_storage(prefix: str) -> Iterator[str]:
+    """A temporary directory for Tune's experiment state (our records are the results), removed afterwards."""
+    storage = tempfile.mkdtemp(prefix=prefix)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
+    try:
+        yield storage
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+
+
 def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
               memory: dict[str, int] | None = None, log=print) -> ChunkOutcome:
     """One bounded Tune experiment over `chunk` (units: a trial or a pack), each unit reserving its
     estimated memory or `memory[unit id]`."""
-    from ray import tune
-
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
            "data_root": settings.data_root, "keep_models": settings.keep_models}
     callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
@@ -142,33 +171,20 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     # shape), and the longest trials (memory grows with the net and with L-BFGS) do not run last and alone.
     chunk_items = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"])
     by_id = {item["id"]: item for item in chunk_items}
-    storage = tempfile.mkdtemp(prefix="sensitivity-tune-")
-    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)  # no result.json: ours
-    try:
-        with tune_environment():
-            tuner = tune.Tuner(
-                tune.with_resources(trainable, trial_resources(settings, chunk_items)),
-                param_space={"item": tune.grid_search(chunk_items), "run": run},
-                tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=settings.max_concurrent,
-                                            trial_name_creator=lambda t: t.config["item"]["id"],
-                                            trial_dirname_creator=lambda t: t.config["item"]["id"]),
-                run_config=tune.RunConfig(name=f"sweep-{settings.sweep_id}-chunk{index}", storage_path=storage,
-                                          verbose=0, callbacks=callbacks,
-                                          failure_config=tune.FailureConfig(max_failures=settings.max_failures)))
-            try:
-                results = tuner.fit()
-            except Exception as exc:  # Tune's controller gave up (e.g. a worker killed while starting): not the sweep
-                outcome.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-                log(f"warning: Tune stopped chunk {index + 1}: {outcome.failed[:300]}")
-                return outcome
+    with temp_storage("sensitivity-tune-") as storage:
+        try:
+            results = fit_experiment(trainable, chunk_items, settings, run, f"sweep-{settings.sweep_id}-chunk{index}",
+                                     callbacks, storage)
+        except Exception as exc:  # Tune's controller gave up (e.g. a worker killed while starting): not the sweep
+            outcome.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            log(f"warning: Tune stopped chunk {index + 1}: {outcome.failed[:300]}")
+            return outcome
         killed: list[tuple[dict[str, Any], str]] = []
         outcome.errors_written = write_error_rows(results, settings.max_failures + 1, settings.out, by_id, killed)
         outcome.out_of_memory = [(item_of(r, by_id), int(r.metrics.get("oom_bytes", 0)), None) for r in results
                                  if r.error is None and (r.metrics or {}).get("status") == OOM_STATUS]
         outcome.out_of_memory += [(item, 2 * int(item["memory"]), words) for item, words in killed]  # unseen: 2x
-        del tuner, results
-    finally:
-        shutil.rmtree(storage, ignore_errors=True)
+        del results
     return outcome
 
 

@@ -15,7 +15,7 @@ same command asks for exactly the same trials. Draws are deduplicated by trial_i
 `--set FIELD=v1,v2,...` draws FIELD from those values instead of the preset's choices. On a field of an
 intervention's baseline (e.g. `regularizer`, `reg_strength`) it keeps only the variants with those values.
 
-`expand_bases` makes the same kind of sample from given base configs instead of draws (sweeps.feedback).
+sweeps.feedback.expand_bases makes the same kind of sample from given base configs instead of draws.
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def _make_pair(space: Space, pf: PairFactor, rng: np.random.Generator) -> list[P
     return [PlannedTrial(a, pid, pf.field), PlannedTrial(b, pid, pf.field)]
 
 
-def _with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] | None:
+def with_variants(space: Space, values: dict[str, Any]) -> list[PlannedTrial] | None:
     """The twin of `values` (the intervention's baseline applied) and each variant usable with it, all
     labelled twin_id = the twin's trial_id; None if no variant is usable or a config is over the cap."""
     iv = space.intervention
@@ -224,7 +224,7 @@ def validate_choices(space: Space) -> None:
     base = _draw(space, np.random.default_rng(0))
     config_of(base)
     if space.intervention is not None:
-        _with_variants(space, base)
+        with_variants(space, base)
     for name, choices in space.factors.items():
         # a range (seeds) is checked at its ends: its values differ only in size
         for value in ((choices[0], choices[-1]) if isinstance(choices, range) else choices):
@@ -253,7 +253,7 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
         if space.is_pairs:  # the factors in turn: N/len(pairs) pairs each
             batch = _make_pair(space, space.pairs[found % len(space.pairs)], rng)
         elif space.intervention is not None:
-            batch = _with_variants(space, _draw(space, rng))
+            batch = with_variants(space, _draw(space, rng))
         else:
             cfg = config_of(_draw(space, rng))
             batch = [PlannedTrial(cfg)] if within_cap(space, cfg) else None
@@ -263,45 +263,3 @@ def sample(preset: Preset, overrides: Overrides, seed: int, n: int) -> Sample:
         seen.update(t.trial_id for t in batch)
         found += 1
     return Sample(tuple(trials), n, found < n, sweep_id(preset.name, overrides, seed, n))
-
-
-def expand_bases(preset: Preset, bases: Sequence[TrialConfig], overrides: Overrides, seed: int) -> Sample:
-    """A sample of an intervention preset whose base configs are given, not drawn (sweeps.feedback).
-
-    Each base keeps every field, except the intervention's baseline fields (reset: its twin) and the
-    fields pinned by `--set FIELD=VALUE`; its twin and usable variants follow, as in `sample`. Bases that
-    coincide after that are run once; a base without a usable variant is left out (with a note)."""
-    if preset.intervention is None:
-        raise ConfigError(f"preset {preset.name} has no intervention to apply to selected configs; use --from "
-                          "with a preset that has one (e.g. regularizers)")
-    intervention = narrow_intervention(preset, overrides)
-    pins = {}
-    for name, values in overrides.items():
-        if name in intervention.baseline:
-            continue
-        if len(values) > 1:
-            raise ConfigError(f"--set {name}={','.join(map(str, values))}: with --from, --set pins a field of every "
-                              "selected config; give one value")
-        pins[name] = values[0]
-    space = Space({}, {}, {}, (), False, preset.max_gib, intervention)
-    trials: list[PlannedTrial] = []
-    seen: set[str] = set()
-    left_out, repeated = [], 0
-    for base in bases:
-        batch = _with_variants(space, {**base.canonical(), **pins})
-        if batch is None:
-            left_out.append(base.trial_id)
-        elif batch[0].trial_id in seen:
-            repeated += 1
-        else:
-            trials.extend(batch)
-            seen.add(batch[0].trial_id)
-    notes = []
-    if left_out:
-        notes.append(f"note: {len(left_out)} selected configs have no usable variant (or exceed the memory cap) "
-                     f"and are left out: {', '.join(left_out[:5])}" + (" ..." if len(left_out) > 5 else ""))
-    if repeated:
-        notes.append(f"note: {repeated} selected configs have the same twin as another one; each twin runs once")
-    ids = [b.trial_id for b in bases]
-    return Sample(tuple(trials), len(bases), False, sweep_id(preset.name, overrides, seed, len(bases), ids),
-                  tuple(notes))

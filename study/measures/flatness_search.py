@@ -15,9 +15,8 @@ the same config gives the same number on any device.
 Cost, bounded: STEPS evaluations of the mean, each at most M forward passes of at most MAX_POINTS training
 points (SAMPLE_CHUNK perturbed nets at once through torch.func.vmap; an evaluation stops as soon as the draws
 summed so far put the mean above the bound, which the rest cannot undo); nothing else. With the defaults, at
-most 10 x 8 = 80 forwards of <= 2048 points per measure. Measured on the 2-core CPU machine, both measures of
-a net trained on 1000 Fashion-MNIST images: 0.2 s (128x2) to 1.7 s (512x4), about as long as training the
-512x4 net (benchmarks/bench_trial.py times each measure; benchmarks/RESULTS.md). A
+most 10 x 8 = 80 forwards of <= 512 points per measure (a train error of 0.1 is 51 of them; the Monte-Carlo
+mean's standard error there is about 0.005). benchmarks/bench_trial.py times each measure (RESULTS.md). A
 sigma that never satisfies the bound returns SIGMA_LO, one that always does returns SIGMA_HI (the search's
 edges; 1/sigma'^2 is then censored there, never infinite).
 """
@@ -34,7 +33,7 @@ DEVIATION = 0.1  # the allowed rise of the expected train error (Jiang et al.'s 
 SAMPLES = 8  # Monte-Carlo draws M of the perturbation
 STEPS = 10  # bisection steps over log sigma: the bracket shrinks by 2^-STEPS in log space (x1.014 here)
 SIGMA_LO, SIGMA_HI = 1e-5, 10.0
-MAX_POINTS = 2048  # training points the error is estimated on (the first ones; all of a smaller train set)
+MAX_POINTS = 512  # training points the error is estimated on (a seeded random subset; all of a smaller train set)
 MAGNITUDE_EPS = 1e-3  # the magnitude-aware measure's floor on each coordinate's noise scale
 SAMPLE_CHUNK = 2  # draws evaluated at once (vmap), so that a sigma far too large is refused after the first ones
 SAMPLE_CHUNK_FLOATS = 2 ** 26  # perturbed parameter sets held at once: at most this many floats (256 MiB)
@@ -80,10 +79,20 @@ def perturbed_error(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, pa
     return total / samples
 
 
+def estimation_points(n: int, seed: int) -> torch.Tensor | None:
+    """The training points the error is estimated on: None (all) for n <= MAX_POINTS, else MAX_POINTS of them
+    drawn without replacement from `seed`, in order (a data set's own order may be sorted by class)."""
+    if n <= MAX_POINTS:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:MAX_POINTS].sort().values
+
+
 def flatness_scale(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, magnitude: bool,
                    samples: int = SAMPLES, steps: int = STEPS) -> Flatness:
     """sigma' of the module docstring for `model` on (x, y): plain (magnitude=False) or magnitude-aware."""
-    x, y = x[:MAX_POINTS], y[:MAX_POINTS]
+    keep = estimation_points(x.shape[0], seed)
+    if keep is not None:
+        x, y = x[keep.to(x.device)], y[keep.to(y.device)]
     params = {name: value.detach() for name, value in model.named_parameters()}
     noise = {name: z.to(x.device) for name, z in
              noise_draws({n: p.shape for n, p in params.items()}, seed, samples).items()}

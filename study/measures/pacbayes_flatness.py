@@ -13,8 +13,9 @@ from study.measures import MeasureContext, MeasureOutput, register
 from study.measures.flatness_search import flatness_scale
 
 
-@register("pacbayes_flatness", record={"measure.pacbayes_flatness": "float", "flatness.sigma": "float",
-                                       "flatness.samples": "int", "flatness.points": "int"})
+@register("pacbayes_flatness", version=2,  # 2: the error on a random subset of at most 512 points (was the first 2048)
+          record={"measure.pacbayes_flatness": "float", "flatness.sigma": "float", "flatness.samples": "int",
+                  "flatness.points": "int"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     found = flatness_scale(ctx.model, ctx.data.x_train, ctx.data.y_train, ctx.cfg.seed_for("flatness"),
                            magnitude=False)

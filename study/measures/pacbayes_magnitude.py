@@ -14,7 +14,8 @@ from study.measures import MeasureContext, MeasureOutput, register
 from study.measures.flatness_search import flatness_scale
 
 
-@register("pacbayes_magnitude", record={"measure.pacbayes_mag_flatness": "float", "flatness.mag_sigma": "float"})
+@register("pacbayes_magnitude", version=2,  # 2: as pacbayes_flatness's
+          record={"measure.pacbayes_mag_flatness": "float", "flatness.mag_sigma": "float"})
 def measure(ctx: MeasureContext) -> MeasureOutput:
     found = flatness_scale(ctx.model, ctx.data.x_train, ctx.data.y_train, ctx.cfg.seed_for("flatness"),
                            magnitude=True)

@@ -96,6 +96,22 @@ def test_the_search_reports_its_edges_and_bounds_its_points(trained):
     assert flatness_scale(result.model, *big, seed=0, magnitude=False, steps=1).points == fs.MAX_POINTS
 
 
+def test_a_large_train_set_is_estimated_on_a_seeded_random_subset(trained):
+    result, data = trained
+    assert fs.estimation_points(fs.MAX_POINTS, 0) is None
+    keep = fs.estimation_points(5000, 3)
+    assert len(keep) == fs.MAX_POINTS == len(set(keep.tolist())) and torch.equal(keep, keep.sort().values)
+    assert keep.max() > 4000 and keep.min() < 1000 and torch.equal(keep, fs.estimation_points(5000, 3))
+    # sorted by class, as some data sets are: the subset still holds every class, and the search uses it
+    order = torch.argsort(data.y_train, stable=True)
+    x, y = data.x_train[order].repeat_interleave(40, dim=0), data.y_train[order].repeat_interleave(40)
+    assert len(set(y[:fs.MAX_POINTS].tolist())) < 3  # the first points: one or two classes
+    picked = fs.estimation_points(len(y), 11)
+    assert set(y[picked].tolist()) == set(data.y_train.tolist())
+    found = flatness_scale(result.model, x, y, seed=11, magnitude=False)
+    assert loop_error(result.model, x[picked], y[picked], found.sigma, 11, False) <= fs.DEVIATION
+
+
 def test_the_trial_records_both_measures_and_their_sample_count(trained):
     result, data = trained
     rec = result.record
