@@ -50,8 +50,10 @@ def _spearman(frame: pd.DataFrame, measure: str, target: str, n_boot: int,
 
 
 def _worst_axis(result: dict) -> str | None:
+    """The axis of the worst kept environment; None when there is none, or no environment has a sign error."""
     axes = {a: v["max"] for a, v in result["per_axis"].items() if np.isfinite(v["max"])}
-    return max(axes, key=axes.get) if axes else None
+    worst = max(axes, key=axes.get) if axes else None
+    return worst if worst is not None and axes[worst] > 0 else None
 
 
 def _from_stats(stats: pd.DataFrame, group: object, measure: str, target: str, labels: str) -> tuple | None:

@@ -64,20 +64,26 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def progress_callback(parameter_columns: tuple[str, ...], packed: bool, write: Callable[[str], None] = _print):
-    """A tune.Callback that writes `render(...)` at most every EVERY_S seconds and once at the end."""
+def periodic_callback(show: Callable[[list], str], write: Callable[[str], None] = _print):
+    """A tune.Callback that writes `show(Tune's trials)` at most every EVERY_S seconds and once at the end of
+    the experiment: the one progress mechanism of the sweep's table and of `sensitivity measure`'s line."""
     from ray import tune
 
-    class ProgressTable(tune.Callback):
+    class Periodic(tune.Callback):
         def __init__(self) -> None:
             self.last = time.monotonic()
 
         def on_step_end(self, iteration: int, trials: list, **info) -> None:
             if time.monotonic() - self.last >= EVERY_S:
                 self.last = time.monotonic()
-                write(render(trials, parameter_columns, packed))
+                write(show(trials))
 
         def on_experiment_end(self, trials: list, **info) -> None:
-            write(render(trials, parameter_columns, packed))
+            write(show(trials))
 
-    return ProgressTable()
+    return Periodic()
+
+
+def progress_callback(parameter_columns: tuple[str, ...], packed: bool, write: Callable[[str], None] = _print):
+    """The sweep's table: `render(...)` through periodic_callback."""
+    return periodic_callback(lambda trials: render(trials, parameter_columns, packed), write)

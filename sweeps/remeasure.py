@@ -26,11 +26,11 @@ from study.records import measure_written, measured_trial_ids
 from study.resources import estimate_bytes, n_features
 from sweeps.failures import error_line
 from sweeps.memory import reservation
+from sweeps.progress import periodic_callback
 from sweeps.runner import RunSettings, fit_experiment, temp_storage
 
 BATCH_MAX = 32
 BATCHES_PER_SLOT = 4
-EVERY_S = 15.0
 
 
 @dataclass
@@ -111,30 +111,18 @@ def measure_trainable(config: dict[str, Any]) -> None:
     tune.report({"n_errors": len(errors), "errors": "\n".join(errors[:20])})  # what was written: the files
 
 
+def progress_line(trials: list, total: int) -> str:
+    """'measure: D of N trials done, R running[, F failed]', counting study trials (a batch holds several)."""
+    def count(state: str) -> int:
+        return sum(int(t.config["item"]["n"]) for t in trials if t.status == state)
+    failed = count("ERROR")
+    return f"measure: {count('TERMINATED')} of {total} trials done, {count('RUNNING')} running" + \
+        (f", {failed} failed" if failed else "")
+
+
 def _progress(total: int, write):
-    """A tune.Callback printing 'measure: D of N trials done, R running' every EVERY_S seconds and at the end."""
-    from ray import tune
-
-    class Progress(tune.Callback):
-        def __init__(self) -> None:
-            self.last = time.monotonic()
-
-        def _line(self, trials: list) -> str:
-            done = sum(int(t.config["item"]["n"]) for t in trials if t.status == "TERMINATED")
-            running = sum(int(t.config["item"]["n"]) for t in trials if t.status == "RUNNING")
-            failed = sum(int(t.config["item"]["n"]) for t in trials if t.status == "ERROR")
-            return (f"measure: {done} of {total} trials done, {running} running"
-                    + (f", {failed} failed" if failed else ""))
-
-        def on_step_end(self, iteration: int, trials: list, **info) -> None:
-            if time.monotonic() - self.last >= EVERY_S:
-                self.last = time.monotonic()
-                write(self._line(trials))
-
-        def on_experiment_end(self, trials: list, **info) -> None:
-            write(self._line(trials))
-
-    return Progress()
+    """`progress_line` every sweeps.progress.EVERY_S seconds and at the end of the chunk (periodic_callback)."""
+    return periodic_callback(lambda trials: progress_line(trials, total), write)
 
 
 def _run_chunk(items: list[dict[str, Any]], settings: RunSettings, index: int, total: int,

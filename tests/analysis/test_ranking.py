@@ -41,6 +41,7 @@ def test_the_gap_itself_ranks_first_by_every_criterion_and_its_negative_last_by_
     good, bad = acc.loc["measure.jacobian_test"], acc.loc["measure.against"]
     assert good["spearman_true"] > 0.95 and good["psi"] > 0.9 and good["cmi"] > 0.6
     assert good["rse_mean"] < 0.05 and good["rse_worst"] < 0.2 and good["rse_environments"] > 0
+    assert pd.isna(good["rse_worst_axis"]) == (good["rse_worst"] == 0) and bad["rse_worst_axis"] in ("hp.a", "hp.b")
     assert all(good[f"rank_{c}"] == 1 for c in CRITERIA if c != "cmi")
     assert bad["spearman_true"] < -0.95 and bad["rank_spearman_true"] == 3 and bad["rse_mean"] > 0.95
     assert bad["cmi"] == 1.0 and bad["rank_cmi"] == 1  # -gap exactly: mutual information does not see the sign
