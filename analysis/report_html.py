@@ -250,6 +250,10 @@ def _ranking_html(ranking: pd.DataFrame | None, standing: list[str]) -> str:
              "CMI score K and the robust sign error (mean and worst environment, the axis of the worst) over the "
              "true-label nets. Ranks in brackets; ranking.csv holds every column.</p>",
              "<pre>" + _escape("\n".join(standing)) + "</pre>" if standing else ""]
+    if not ranking["psi"].notna().any() and not ranking["rse_mean"].notna().any():
+        parts.append("<p>Psi and the robust sign error are undefined here: they compare trials that differ in one "
+                     "hyperparameter axis only, and no two trials of this sweep do. The <code>grid</code> preset "
+                     "(<code>sensitivity sweep grid</code>) runs every combination of its axes.</p>")
     for (group, target), rows in ranking.groupby(["group", "target"], sort=False):
         def cell(row, name, digits=3):
             value, rank = row[name], row.get(f"rank_{name}")

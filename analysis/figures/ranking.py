@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from analysis.figures.style import label, message_figure, paper_style, save
 from analysis.ranking import ranking_table
@@ -27,7 +28,13 @@ def _is_jacobian(measure: str) -> bool:
     return measure.startswith("measure.jacobian")
 
 
+UNDEFINED = "undefined here: no trials\ndiffer in one axis only\n(sensitivity sweep grid)"
+
+
 def _panel(ax, rows: pd.DataFrame, panel: str, ypos: np.ndarray) -> None:
+    column = {"spearman": "spearman_all", "rse": "rse_mean"}.get(panel, panel)
+    if not rows[column].notna().any():  # Psi and the sign error need groups that differ in one axis
+        ax.text(0.5, 0.5, UNDEFINED, ha="center", va="center", transform=ax.transAxes, color="0.35")
     colors = [ACCENT if _is_jacobian(m) else PLAIN for m in rows["measure"]]
     if panel == "spearman":
         for column, filled in (("spearman_all", False), ("spearman_true", True)):
@@ -84,9 +91,12 @@ def draw_ranking(table: pd.DataFrame) -> Figure:
                     if _is_jacobian(measure):
                         tick.set_color(ACCENT)
                         tick.set_fontweight("bold")
-            if r == 0 and panel in ("spearman", "rse"):
-                ax.legend(loc="lower right" if panel == "spearman" else "upper right", frameon=False,
-                          handletextpad=0.2, borderaxespad=0.2)
+    def marker(filled: bool) -> Line2D:
+        return Line2D([], [], marker="o", linestyle="none", markersize=4, markeredgecolor=PLAIN,
+                      markerfacecolor=PLAIN if filled else "none")
+    fig.legend([marker(True), marker(False), marker(True), marker(False)],
+               ["ρ over the true-label nets", "ρ over every net", "sign error: mean over environments",
+                "sign error: worst environment"], loc="outside lower center", ncol=4, frameon=False)
     fig.suptitle("Measures ranked against the gap (Ψ, K and sign error over the true-label nets)")
     return fig
 

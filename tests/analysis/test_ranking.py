@@ -93,3 +93,5 @@ def test_figure8_draws_every_measure_with_the_jacobian_in_the_accent_color(table
     paths = fig8_ranking(_grid(), str(tmp_path), table)
     assert [p.rsplit("/", 1)[1] for p in paths] == ["fig8_ranking.png", "fig8_ranking.pdf"]
     assert draw_ranking(table.iloc[0:0]).axes[0].texts  # an empty table says why
+    drawn = draw_ranking(table.assign(psi=np.nan))
+    assert "differ in one axis only" in drawn.axes[1].texts[0].get_text() and not drawn.axes[0].texts

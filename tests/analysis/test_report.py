@@ -85,6 +85,8 @@ def test_report_writes_the_ranking_and_shows_it(built):
     assert "Ranking: the Jacobian norm among the field's measures" in page and "digits: against gap.accuracy" in page
     row = ranking[ranking["measure"] == "measure.jacobian_test"].iloc[0]
     assert f"{row['spearman_true']:.3f} [{int(row['rank_spearman_true'])}]" in page
+    undefined = ranking["psi"].isna().all() and ranking["rse_mean"].isna().all()
+    assert ("no two trials of this sweep do" in page) == undefined
 
 
 def test_report_headline_states_measured_correlations_with_cis(built):
