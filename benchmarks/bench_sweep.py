@@ -1,6 +1,6 @@
 """Driver memory and per-trial overhead of a long `smoke` sweep (default 2000 trials, chunks of 500).
 
-    .venv/bin/python benchmarks/bench_sweep.py [--trials 2000] [--chunk-size 500] [--out DIR]
+    .venv/bin/python benchmarks/bench_sweep.py [--trials 2000] [--chunk-size 500] [--bundle K] [--out DIR]
 
 Runs `sensitivity sweep smoke` in this process on a local Ray (2 trials at once on 2 cores) and prints,
 per chunk, the trials, the wall time and the driver's resident memory (RSS after the chunk, and the
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--concurrent", type=int, default=2)
+    parser.add_argument("--bundle", type=int, default=None, help="--bundle K of the sweep (default: off)")
     parser.add_argument("--out", default=None, help="output directory (default: a temporary one, removed)")
     options = parser.parse_args()
 
@@ -45,12 +46,13 @@ def main() -> None:
 
     header("A long smoke sweep: driver memory per chunk, per-trial overhead",
            f"benchmarks/bench_sweep.py --trials {options.trials} --chunk-size {options.chunk_size} "
-           f"--concurrent {options.concurrent}")
+           f"--concurrent {options.concurrent}" + (f" --bundle {options.bundle}" if options.bundle else ""))
     out = options.out or tempfile.mkdtemp(prefix="bench-sweep-")
     args_parser = argparse.ArgumentParser()
     add_arguments(args_parser)
     args = args_parser.parse_args(["smoke", "--out", out, "--num-samples", str(options.trials), "--chunk-size",
-                                   str(options.chunk_size), "--max-concurrent", str(options.concurrent), "--quiet"])
+                                   str(options.chunk_size), "--max-concurrent", str(options.concurrent), "--quiet",
+                                   *(["--bundle", str(options.bundle)] if options.bundle else [])])
     start = time.perf_counter()
     plan, report, counts = sweep(args, log=lambda text: None)
     wall = time.perf_counter() - start

@@ -74,12 +74,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pin a TrialConfig field, or draw it from a comma-separated list (repeatable)")
     add_cluster_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sample of configs")
-    parser.add_argument("--chunk-size", type=int, default=500, help="trials per Tune experiment (default: %(default)s)")
+    parser.add_argument("--chunk-size", type=int, default=500,
+                        help="trials per Tune experiment; with --bundle K, K times as many, a bundle counting as one "
+                             "(default: %(default)s)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a trial whose worker dies before it gets an error row (default: %(default)s)")
     parser.add_argument("--pack", type=int, default=None, metavar="S",
                         help="train up to S compatible configs (same architecture and schedule) as one Tune trial, "
                              "batched (study.packed); each still gets its own record (default: off)")
+    parser.add_argument("--bundle", type=int, default=None, metavar="K",
+                        help="run K trials (or packs) one after the other in one Tune trial, so that Tune's cost "
+                             "per trial (about 0.1 s of a slot) is paid once for K; each still gets its own "
+                             "record, and a rerun runs only those without one (default: off)")
     parser.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
                         help="keep each trained net as models/<trial_id>.safetensors (about 4 bytes a parameter), so "
                              "measures can be added later with `sensitivity measure`; default: keep")
@@ -119,6 +125,9 @@ def prepare(args: argparse.Namespace) -> Plan:
     if args.pack is not None and args.pack < 2:
         raise ConfigError(f"--pack must be at least 2 (nets trained together), got {args.pack}; leave it out to "
                           "train one net per Tune trial")
+    if args.bundle is not None and args.bundle < 2:
+        raise ConfigError(f"--bundle must be at least 2 (trials a Tune trial runs), got {args.bundle}; leave it out "
+                          "to run one trial (or pack) per Tune trial")
     source = None
     if args.from_dir is not None:
         bases, selected = feedback.select_bases(args.from_dir, preset, args.top, args.where)
@@ -140,7 +149,7 @@ def prepare(args: argparse.Namespace) -> Plan:
                            max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                            chunk_size=args.chunk_size, data_root=args.data_root, sweep_id=drawn.sweep_id,
                            parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1,
-                           keep_models=args.keep_models)
+                           bundle=args.bundle or 1, keep_models=args.keep_models)
     return Plan(args.preset, overrides, args.seed, drawn, settings, args.address, source)
 
 
@@ -152,7 +161,7 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             "address": plan.address or "local", "host": socket.gethostname(), "pid": os.getpid(),
             "cpus_per_trial": plan.settings.cpus_per_trial, "gpus_per_trial": plan.settings.gpus_per_trial,
             "max_concurrent": plan.settings.max_concurrent, "pack": plan.settings.pack,
-            "keep_models": plan.settings.keep_models,
+            "bundle": plan.settings.bundle, "keep_models": plan.settings.keep_models,
             "started_at": started.isoformat(), "ended_at": None,
             **({"source": plan.source} if plan.source else {})}
 

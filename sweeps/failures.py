@@ -13,8 +13,8 @@ from typing import Any
 
 from sweeps.memory import GB, RETRY_MARGIN, killed_for_memory, out_of_memory, reservation
 from sweeps.sampling import PlannedTrial
-from sweeps.units import unit_id
-from sweeps.worker import write_error
+from sweeps.units import trial_items, unit_id
+from sweeps.worker import recorded, write_error
 
 
 def error_line(error: BaseException | None) -> str:
@@ -36,10 +36,11 @@ def item_of(result, by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def write_error_rows(results, attempts: int, out: str, by_id: dict[str, dict[str, Any]],
-                      killed: list | None = None) -> int:
+                      killed: list | None = None, bundles: list | None = None) -> int:
     """Error rows for the Tune trials that Tune gave up on (every attempt failed); returns how many were
     written. A row that cannot be written is reported and its trial stays pending for a rerun. Results
-    whose worker Ray killed for memory go to `killed` instead, as (item, Ray's words), when it is given."""
+    whose worker Ray killed for memory go to `killed` instead, as (item, Ray's words), when it is given;
+    bundles that failed otherwise go to `bundles`, when it is given (their members are run alone first)."""
     written = 0
     for result in results:
         if result.error is None:
@@ -49,6 +50,9 @@ def write_error_rows(results, attempts: int, out: str, by_id: dict[str, dict[str
         oom = killed_for_memory(str(result.error))
         if oom and killed is not None and item:  # retried with more memory first (_out_of_memory)
             killed.append((item, f"{oom}; {message}"))
+            continue
+        if not oom and bundles is not None and "bundle" in item:
+            bundles.append(item)
             continue
         if oom:  # Ray's memory monitor killed the worker: say so first
             message = f"{oom}; {message}"
@@ -60,7 +64,7 @@ def _error_rows(out: str, item: dict[str, Any], message: str) -> int:
     """One error row per study trial of `item` (a trial or a pack) without a record; how many were written.
     A row that cannot be written is reported, never raised: its trial stays pending for a rerun."""
     written = 0
-    for member in item.get("pack", [item] if item else []):
+    for member in trial_items(item):
         try:
             written += write_error(out, member, message)
         except Exception as exc:  # never take the sweep down
@@ -84,11 +88,19 @@ def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[st
                    out: str) -> tuple[list[list[PlannedTrial]], dict[str, int], int]:
     """The units stopped for memory to run again, once, each reserving RETRY_MARGIN times its peak (twice
     its reservation when Ray killed it: the peak died with the worker); the others (a second overrun, or
-    more than any node has) get error rows. Returns (units, their memory, rows written)."""
+    more than any node has) get error rows. A stopped bundle's unfinished members are such units, each with
+    the bundle's peak. Returns (units, their memory, rows written)."""
     by_id = {unit_id(unit): unit for unit in chunk}
     again, memory, written = [], {}, 0
     largest = largest_node_memory()
+    expanded = []  # a bundle's members are retried as units of their own (its recorded ones are done)
     for item, peak, words in stopped:
+        if "bundle" in item:
+            expanded += [(member, peak, words) for member in item["bundle"]
+                         if any(not recorded(out, t["id"]) for t in trial_items(member))]
+        else:
+            expanded.append((item, peak, words))
+    for item, peak, words in expanded:
         if item.get("id") not in by_id:  # not a unit of this chunk (cannot happen): left pending
             continue
         need = reservation(int(RETRY_MARGIN * max(peak, item["memory"])))

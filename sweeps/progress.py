@@ -2,7 +2,7 @@
 
 Tune itself runs silent (RunConfig(verbose=0)); every 15 s and at the end of each chunk this prints a
 table of at most 20 Tune trials (running ones first, then errors, then the latest finished) and a first
-line counting *study* trials: a pack is one Tune trial holding several. Columns: the trial (or pack) id,
+line counting *study* trials: a pack or a bundle is one Tune trial holding several. Columns: the trial (or pack) id,
 its state, where it ran (node IP:pid, reported by the worker), the swept fields, and the result columns.
 """
 
@@ -40,7 +40,7 @@ def render(trials: list, parameter_columns: tuple[str, ...], packed: bool) -> st
     for trial in trials:
         by_state[trial.status] = by_state.get(trial.status, 0) + _members(trial)
     states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
-    packs = f" in {len(trials)} packs" if packed else ""
+    packs = f" in {len(trials)} Tune trials" if packed else ""
     lines = [f"Number of trials: {sum(by_state.values())}{packs} ({states})"]
     metrics = {**METRIC_COLUMNS, **({"trials": "trials"} if packed else {})}
     header = ["trial", "state", "loc", *parameter_columns, *metrics.values()]

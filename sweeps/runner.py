@@ -37,7 +37,7 @@ from sweeps.failures import item_of, largest_node_memory, node_resources, plan_r
 from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
-from sweeps.units import chunks as make_chunks, items, unit_id, units
+from sweeps.units import bundle_items, chunks as make_chunks, items, unit_id, units
 from sweeps.worker import trainable
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
@@ -61,6 +61,7 @@ class RunSettings:
     parameter_columns: tuple[str, ...] = ()
     verbose: int = 1  # the progress table (0: none)
     pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
+    bundle: int = 1  # >= 2: run this many units (trials or packs) one after the other in one Tune trial
     keep_models: bool = True  # each trial writes models/<trial_id>.safetensors (study.weights)
 
     @property
@@ -113,6 +114,7 @@ class ChunkOutcome:
     # (item, peak bytes, Ray's words if Ray killed it): stopped by the guard, or killed by Ray for memory
     out_of_memory: list[tuple[dict[str, Any], int, str | None]] = field(default_factory=list)
     failed: str | None = None  # Tune itself stopped the chunk (this text), its unrecorded trials not run
+    failed_bundles: list[dict[str, Any]] = field(default_factory=list)  # bundles Tune gave up on: no rows yet
 
 
 def trial_resources(settings: RunSettings, chunk_items: list[dict[str, Any]]):
@@ -160,16 +162,17 @@ def temp_storage(prefix: str) -> Iterator[str]:
 
 
 def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
-              memory: dict[str, int] | None = None, log=print) -> ChunkOutcome:
+              memory: dict[str, int] | None = None, log=print, bundle: int | None = None) -> ChunkOutcome:
     """One bounded Tune experiment over `chunk` (units: a trial or a pack), each unit reserving its
-    estimated memory or `memory[unit id]`."""
+    estimated memory or `memory[unit id]`, `bundle` units a Tune trial (default settings.bundle)."""
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
            "data_root": settings.data_root, "keep_models": settings.keep_models}
-    callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1)] if settings.verbose else []
+    k = settings.bundle if bundle is None else bundle
+    callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1 or k > 1)] if settings.verbose else []
     outcome = ChunkOutcome()
     # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource
     # shape), and the longest trials (memory grows with the net and with L-BFGS) do not run last and alone.
-    chunk_items = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"])
+    chunk_items = bundle_items(sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"]), k)
     by_id = {item["id"]: item for item in chunk_items}
     with temp_storage("sensitivity-tune-") as storage:
         try:
@@ -180,7 +183,8 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
             log(f"warning: Tune stopped chunk {index + 1}: {outcome.failed[:300]}")
             return outcome
         killed: list[tuple[dict[str, Any], str]] = []
-        outcome.errors_written = write_error_rows(results, settings.max_failures + 1, settings.out, by_id, killed)
+        outcome.errors_written = write_error_rows(results, settings.max_failures + 1, settings.out, by_id, killed,
+                                                  outcome.failed_bundles)
         outcome.out_of_memory = [(item_of(r, by_id), int(r.metrics.get("oom_bytes", 0)), None) for r in results
                                  if r.error is None and (r.metrics or {}).get("status") == OOM_STATUS]
         outcome.out_of_memory += [(item, 2 * int(item["memory"]), words) for item, words in killed]  # unseen: 2x
@@ -189,8 +193,10 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
 
 
 def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log) -> tuple[int, int]:
-    """run_chunk, then once more for the units stopped for memory (with what they were seen to need) and,
-    if Tune itself stopped the chunk, once more for its unrecorded units. Returns (error rows, retried)."""
+    """run_chunk, then once more for the units stopped for memory (with what they were seen to need), for
+    the unfinished units of a bundle Tune gave up on (each alone: one hopeless trial must not cost its
+    bundle's others an error row) and, if Tune itself stopped the chunk, for its unrecorded units. Returns
+    (error rows, retried for memory)."""
     outcome = run_chunk(chunk, settings, index, log=log)
     errors, retried = outcome.errors_written, 0
     if outcome.failed:
@@ -199,14 +205,26 @@ def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, in
         if chunk:
             outcome = run_chunk(chunk, settings, index, log=log)
             errors += outcome.errors_written
+    alone = _unfinished_members(outcome.failed_bundles, chunk, settings.out)
     again, memory, written = plan_retries(outcome.out_of_memory, chunk, set(), settings.out)
     errors += written
+    if alone:  # a bundle whose worker died every attempt: its unfinished units once more, each its own Tune trial
+        errors += run_chunk(alone, settings, index, log=log, bundle=1).errors_written
     if again:
         retried = len(again)
-        outcome = run_chunk(again, settings, index, memory=memory, log=log)
+        outcome = run_chunk(again, settings, index, memory=memory, log=log, bundle=1)  # each its own reservation
         _, _, written = plan_retries(outcome.out_of_memory, again, {unit_id(u) for u in again}, settings.out)
         errors += outcome.errors_written + written
     return errors, retried
+
+
+def _unfinished_members(bundles: list[dict[str, Any]], chunk: list[list[PlannedTrial]],
+                        out: str) -> list[list[PlannedTrial]]:
+    """The units of `bundles` (items) with a trial still unrecorded, as units of `chunk`."""
+    by_id = {unit_id(unit): unit for unit in chunk}
+    done = completed_trial_ids(out)
+    return [by_id[member["id"]] for item in bundles for member in item["bundle"] if member["id"] in by_id
+            and any(t.trial_id not in done for t in by_id[member["id"]])]
 
 
 def _rss_mib() -> tuple[float, float]:
@@ -229,7 +247,8 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         done -= set(broken)
     report.skipped = len(done)
     pending = [t for t in trials if t.trial_id not in done]
-    chunks = make_chunks(units(pending, settings.pack), settings.chunk_size)
+    # --chunk-size bounds a chunk's Tune trials (the driver's memory grows with them): a bundle counts once
+    chunks = make_chunks(units(pending, settings.pack), settings.chunk_size * max(1, settings.bundle))
     n_chunks = len(chunks)
     for index, chunk in enumerate(chunks):
         if index:  # another launch may be working on the same output: recheck

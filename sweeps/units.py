@@ -1,6 +1,8 @@
 """What each Tune trial of a sweep runs: a unit is one planned trial or a pack of compatible ones
 (study.packed), and its item is the JSON-able dict the worker gets (sweeps.worker.trainable), with the
-memory it reserves on Ray (sweeps.memory)."""
+memory it reserves on Ray (sweeps.memory). With `--bundle K`, K consecutive unit items (of one memory size
+class: items are sorted by memory first) become one bundle item, run one after the other in one Tune trial:
+Tune's cost per trial is then paid once for K of ours (`bundle_items`)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,33 @@ def items(chunk: list[list[PlannedTrial]], sweep: str, memory: dict[str, int] | 
             item = {"id": unit_id(unit), "pack": [_item(t, sweep) for t in unit], "n": len(unit), "cfg": shown}
         item["memory"] = (memory or {}).get(unit_id(unit)) or reserve(unit)
         found.append(item)
+    return found
+
+
+def trial_items(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """The study-trial items an item holds: itself, a pack's members, or every trial of a bundle's members."""
+    if "bundle" in item:
+        return [t for member in item["bundle"] for t in trial_items(member)]
+    return list(item.get("pack", [item] if item else []))
+
+
+def bundle_items(unit_items: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+    """Consecutive groups of k unit items, each group of two or more one bundle item {id: 'bundleN-<first
+    id>', bundle: [its items], n: study trials, cfg: each field's values joined by '/', memory: the largest
+    member's (they run one at a time)}; k < 2 leaves the items as they are."""
+    if k < 2:
+        return list(unit_items)
+    found = []
+    for lo in range(0, len(unit_items), k):
+        group = unit_items[lo:lo + k]
+        if len(group) == 1:
+            found.append(group[0])
+            continue
+        configs = [t["cfg"] for item in group for t in trial_items(item)]
+        shown = {key: "/".join(map(str, dict.fromkeys(c[key] for c in configs))) for key in configs[0]}
+        found.append({"id": f"bundle{len(group)}-{group[0]['id']}", "bundle": group,
+                      "n": sum(int(item.get("n", 1)) for item in group), "cfg": shown,
+                      "memory": max(int(item["memory"]) for item in group)})
     return found
 
 

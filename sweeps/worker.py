@@ -2,9 +2,11 @@
 
 The worker trains and measures with `study.trial.run_trial`, labels the record (sweep, pair, node),
 writes the three Parquet tables and the trained net (models/, unless --no-keep-models) atomically
-(trials/ last, which marks the trial done), and only then reports to Tune. A pack (`--pack S`: item {"pack": [S items]}) trains its members' nets together with
-`study.packed.run_packed` and writes each member's ordinary record; members already recorded (a retry
-after a crash between two writes) are not trained again. The data set comes from `study.raw_data.load_raw`,
+(trials/ last, which marks the trial done), and only then reports to Tune. A pack (`--pack S`: item
+{"pack": [S items]}) trains its members' nets together with `study.packed.run_packed` and writes each
+member's ordinary record; members already recorded (a retry after a crash between two writes) are not
+trained again. A bundle (`--bundle K`: item {"bundle": [K items]}) runs its members, trials or packs, one
+after the other, skipping those already recorded. The data set comes from `study.raw_data.load_raw`,
 cached per process, so an actor reused for many trials (TuneConfig(reuse_actors=True)) reads it once.
 """
 
@@ -24,6 +26,7 @@ from study.records import record_path, resolve, write_trial
 from study.resources import n_features, release_memory
 from study.trial import base_record, close_record
 from sweeps.memory import OOM_STATUS, SLACK, MemoryGuard, TrialOutOfMemory, first_use_allowance
+from sweeps.units import trial_items
 
 
 def node_id() -> str:
@@ -81,20 +84,22 @@ def pack_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
             "loc": location()}
 
 
-def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
     from study.packed import run_packed
 
-    members = [m for m in item["pack"] if not _recorded(run["out"], m["id"])]
+    members = [m for m in item["pack"] if not recorded(run["out"], m["id"])]
+    if not members:
+        return []
     results = run_packed([TrialConfig(**m["cfg"]) for m in members], device=run["device"],
                          data_root=run.get("data_root"), threads=run["threads"])
     for member, result in zip(members, results):
         result.record.update(labels(member))
         result.write(run["out"], keep_model=run.get("keep_models", True))
-    return pack_metrics([r.record for r in results])
+    return [r.record for r in results]
 
 
-def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
-    """Train, measure and write one study trial or pack; what the progress table shows of it."""
+def _train(item: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Train, measure and write one study trial or pack; the records written."""
     from study.trial import run_trial  # looked up per call, so a wrapper installed after this import applies
 
     if "pack" in item:
@@ -103,20 +108,38 @@ def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
     result.record.update(labels(item))
     result.write(run["out"], keep_model=run.get("keep_models", True))
-    return metrics(result.record)
+    return [result.record]
+
+
+def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """Train, measure and write one study trial, pack or bundle; what the progress table shows of it. A
+    bundle runs its members one after the other, each written as it finishes; a member already recorded (a
+    rerun of a bundle whose worker died) is skipped, and the memory a member left is handed back before
+    the next."""
+    if "bundle" not in item:
+        records = _train(item, run)
+        return metrics(records[0]) if "pack" not in item else pack_metrics(records)
+    records = []
+    for member in item["bundle"]:
+        if "pack" not in member and recorded(run["out"], member["id"]):
+            continue
+        records += _train(member, run)
+        release_memory()
+    return pack_metrics(records)
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, twin_id, twin_factor, sweep_id, memory} or
-    {id, pack: [items], n, memory}, "run": {...}}. A trial that grows past SLACK times its memory
-    reservation is stopped and reports status "oom" with the peak it reached (sweeps.memory), no record.
-    After each trial the worker gives back the memory it left (study.resources.release_memory)."""
+    """The Tune function trainable. config = {"item": {id, cfg, pair_id, pair_factor, twin_id, twin_factor,
+    sweep_id, memory} or {id, pack: [items], n, memory} or {id, bundle: [items], n, memory}, "run": {...}}.
+    A trial that grows past SLACK times its memory reservation is stopped and reports status "oom" with the
+    peak it reached (sweeps.memory), no record. After each trial the worker gives back the memory it left
+    (study.resources.release_memory)."""
     from ray import tune
 
     item, run = config["item"], config["run"]
     guard = None
     if item.get("memory"):
-        first = TrialConfig(**(item["pack"][0] if "pack" in item else item)["cfg"])
+        first = TrialConfig(**trial_items(item)[0]["cfg"])
         guard = MemoryGuard(int(SLACK * item["memory"]) + first_use_allowance(first.dataset, n_features(first)))
     try:
         with guard if guard is not None else contextlib.nullcontext():
@@ -135,15 +158,15 @@ def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
     return close_record(cfg, record).record
 
 
-def _recorded(out: str, trial_id: str) -> bool:
+def recorded(out: str, trial_id: str) -> bool:
     fs, root = resolve(out)
     return fs.get_file_info(record_path(root, "trials", trial_id)).type != pafs.FileType.NotFound
 
 
 def write_error(out: str, item: dict[str, Any], message: str) -> bool:
-    """Write an error row for `item` unless a record already exists; True if written. Not for packs:
-    write one for each of its members."""
-    if _recorded(out, item["id"]):
+    """Write an error row for `item` unless a record already exists; True if written. Not for packs or
+    bundles: write one for each of their trials (sweeps.units.trial_items)."""
+    if recorded(out, item["id"]):
         return False
     empty_points, empty_trajectories = pd.DataFrame(columns=["split", "index"]), pd.DataFrame(columns=["kind"])
     write_trial(out, item["id"], error_record(item, message), empty_points, empty_trajectories)

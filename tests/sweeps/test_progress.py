@@ -18,7 +18,7 @@ def test_the_table_counts_study_trials_and_shows_running_ones_first():
               _trial("RUNNING", 2, "pack2-b"), _trial("PENDING", 1, "c")]
     text = render(trials, ("width",), packed=True)
     first, header, *rows = text.splitlines()
-    assert first == "Number of trials: 6 in 3 packs (1 PENDING, 2 RUNNING, 3 TERMINATED)"
+    assert first == "Number of trials: 6 in 3 Tune trials (1 PENDING, 2 RUNNING, 3 TERMINATED)"
     assert header.split()[:4] == ["trial", "state", "loc", "width"] and rows[0].startswith("pack2-b")
 
 

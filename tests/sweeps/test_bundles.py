@@ -1,0 +1,98 @@
+"""Bundles (`--bundle K`): K trials or packs run one after the other in one Tune trial, each writing its own
+record; a rerun skips the recorded ones; error rows and memory retries reach every member."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_runs import sweep_args
+from study.config import ConfigError
+from study.records import completed_trial_ids
+from sweep_helpers import records
+from sweeps import failures
+from sweeps.cli import sweep
+from sweeps.presets import SMOKE
+from sweeps.sampling import sample
+from sweeps.units import bundle_items, items, trial_items
+from sweeps.worker import _run
+
+RUN = {"device": "cpu", "threads": 1, "data_root": None, "keep_models": False}
+
+
+def _planned(n, seed=0):
+    return list(sample(SMOKE, {}, seed, n).trials)
+
+
+def test_bundles_group_k_unit_items_and_count_their_trials():
+    planned = _planned(7)
+    units = [[planned[0], planned[1]], *[[t] for t in planned[2:]]]  # a hand-made pack of two, then five alone
+    unit_items = items(units, "s")
+    bundled = bundle_items(unit_items, 3)
+    assert [b.get("n", 1) for b in bundled] == [4, 3]  # the pack counts its two trials
+    first = bundled[0]
+    assert first["id"] == f"bundle3-{unit_items[0]['id']}" and first["memory"] == max(i["memory"] for i in unit_items[:3])
+    assert [t["id"] for t in trial_items(first)] == [t.trial_id for t in planned[:4]]
+    assert bundle_items(unit_items, 1) == unit_items
+    assert bundle_items(unit_items[:4], 3)[1] is unit_items[3]  # a group of one stays the unit it is
+
+
+def test_a_bundle_writes_every_member_and_a_rerun_skips_the_recorded_ones(tmp_path):
+    out = str(tmp_path)
+    planned = _planned(3)
+    (bundle,) = bundle_items(items([[t] for t in planned], "s"), 3)
+    shown = _run(bundle, {**RUN, "out": out})
+    assert completed_trial_ids(out) == {t.trial_id for t in planned} and shown["trials"] == 3
+    mtimes = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trials").iterdir()}
+    (tmp_path / "trials" / f"{planned[1].trial_id}.parquet").unlink()  # as if the worker died there
+    again = _run(bundle, {**RUN, "out": out})
+    assert again["trials"] == 1 and completed_trial_ids(out) == {t.trial_id for t in planned}
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "trials").iterdir()}
+    assert all(after[name] == mtimes[name] for name in after if planned[1].trial_id not in name)
+
+
+def test_error_rows_and_memory_retries_reach_the_unfinished_members(tmp_path, monkeypatch):
+    out = str(tmp_path)
+    planned = _planned(3)
+    unit_items = items([[t] for t in planned], "s")
+    (bundle,) = bundle_items(unit_items, 3)
+    _run(unit_items[0], {**RUN, "out": out})  # the first member finished before the bundle failed
+    monkeypatch.setattr(failures, "largest_node_memory", lambda: 64 * 2 ** 30)
+    chunk = [[t] for t in planned]
+    again, memory, written = failures.plan_retries([(bundle, 10 * 2 ** 20, None)], chunk, set(), out)
+    assert again == chunk[1:] and written == 0 and set(memory) == {t.trial_id for t in planned[1:]}
+    assert failures._error_rows(out, bundle, "failed 3 attempts; last: boom") == 2
+    rows = records(tmp_path).set_index("trial_id")
+    assert (rows.loc[[t.trial_id for t in planned[1:]], "status"] == "error").all()
+    assert rows.loc[planned[0].trial_id, "status"] != "error"
+
+
+def test_a_bundle_tune_gave_up_on_is_handed_back_not_given_error_rows(tmp_path):
+    planned = _planned(2)
+    (bundle,) = bundle_items(items([[t] for t in planned], "s"), 2)
+
+    class Failed:
+        error, config, path = RuntimeError("The actor died unexpectedly"), {"item": bundle}, ""
+    handed = []
+    assert failures.write_error_rows([Failed()], 3, str(tmp_path), {}, [], handed) == 0
+    assert handed == [bundle] and not completed_trial_ids(str(tmp_path))
+
+
+def test_bundle_must_hold_two(tmp_path):
+    with pytest.raises(ConfigError, match="--bundle must be at least 2"):
+        sweep(sweep_args("smoke", "--out", str(tmp_path / "o"), "--bundle", "1"))
+
+
+def test_a_bundled_sweep_records_every_trial_and_a_hopeless_one_alone_gets_the_error_row(ray_cluster, tmp_path,
+                                                                                        faults):
+    out = tmp_path / "out"
+    planned = sample(SMOKE, {}, 5, 9).trials
+    hopeless = planned[4].trial_id
+    faults.crash(hopeless, "always")  # kills its worker every attempt: the rest of its bundle must not pay
+    _, report, counts = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "9", "--seed", "5",
+                                         "--bundle", "3", "--max-failures", "1"))
+    frame = records(out).set_index("trial_id")
+    assert len(frame) == 9 and report.missing == 0 and counts["error"] == 1
+    assert frame.loc[hopeless, "status"] == "error" and (frame.drop(index=hopeless)["status"] != "error").all()
+    assert frame["env.worker"].nunique() < 9
+    _, again, _ = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "9", "--seed", "5", "--bundle", "3"))
+    assert again.chunks == [] and again.skipped == 9
