@@ -14,6 +14,8 @@ accuracy is the test error Novak et al. 2018 correlate with, and the loss gap):
     rse_worst_axis, rse_environments  of the loss over the kept environments (analysis.robust_sign), the axis
                                of the worst one and how many were kept; 0 = always the gap's direction, 0.5 =
                                a coin
+    psi.<axis>, rse_mean.<axis>, rse_worst.<axis>   the same per swept axis (psi_i; the mean and the worst
+                               environment of that axis), after the columns above
 
 Psi, K and the sign error are computed over the true-label nets: they compare nets that differ in one
 hyperparameter, and a random-label net differs from a true-label one in what the gap means (the paper's
@@ -77,9 +79,13 @@ def ranking_rows(frame: pd.DataFrame, measure: str, target: str, n_boot: int = 1
     known = [None, None] if stats is None else [_from_stats(stats, group, measure, target, s) for s in ("all", "true")]
     n_all, rho_all, lo_all, hi_all = known[0] or _spearman(frame, measure, target, n_boot, seed)
     n_true, rho_true, lo_true, hi_true = known[1] or _spearman(true, measure, target, n_boot, seed)
-    psi = granulated_kendall(true, measure, target)["Psi"] if len(true) else math.nan
+    kendall = granulated_kendall(true, measure, target) if len(true) else {"Psi": math.nan, "psi": {}}
+    psi = kendall["Psi"]
     cmi = cmi_score(true, measure, target) if len(true) else {"k": math.nan, "argmin": None}
     rse = robust_sign_error(true, measure, target) if len(true) else None
+    per_axis = {f"psi.{axis}": value for axis, value in kendall["psi"].items()}
+    for axis, values in (rse["per_axis"] if rse else {}).items():
+        per_axis.update({f"rse_mean.{axis}": values["mean"], f"rse_worst.{axis}": values["max"]})
     return {"target": target, "measure": measure, "n_all": n_all, "n_true": n_true,
             "spearman_all": rho_all, "spearman_all_lo": lo_all, "spearman_all_hi": hi_all,
             "spearman_true": rho_true, "spearman_true_lo": lo_true, "spearman_true_hi": hi_true,
@@ -87,14 +93,15 @@ def ranking_rows(frame: pd.DataFrame, measure: str, target: str, n_boot: int = 1
             "cmi_argmin": None if cmi["argmin"] is None else "+".join(cmi["argmin"]) or "(none)",
             "rse_mean": rse["mean"] if rse else math.nan, "rse_worst": rse["max"] if rse else math.nan,
             "rse_worst_axis": _worst_axis(rse) if rse else None,
-            "rse_environments": int(rse["environments"]) if rse else 0}
+            "rse_environments": int(rse["environments"]) if rse else 0, **per_axis}
 
 
 def ranking_table(df: pd.DataFrame, measures: Iterable[str] | None = None, targets: Iterable[str] = TARGETS,
                   by: str | None = "hp.dataset", n_boot: int = 1000, seed: int = 0,
                   stats: pd.DataFrame | None = None) -> pd.DataFrame:
-    """COLUMNS then rank_<criterion> for every criterion of CRITERIA, one row per (group, target, measure);
-    `group` is the value of `by` (one ranking per data set), or "all" when `by` is None or absent. Measures
+    """COLUMNS, the per-axis columns, then rank_<criterion> for every criterion of CRITERIA, one row per
+    (group, target, measure); `group` is the value of `by` (one ranking per data set), or "all" when `by` is
+    None or absent. Measures
     default to analysis.stats.default_measures(df); targets absent from df are left out. Rows are in the
     order of the targets given, then by spearman_true, best first. `stats`: an analysis.stats.measure_table of
     the same rows (same `by`, n_boot and seed), whose Spearman CIs are reused rather than bootstrapped again."""
@@ -103,7 +110,8 @@ def ranking_table(df: pd.DataFrame, measures: Iterable[str] | None = None, targe
     groups = df.groupby(by, sort=True) if by is not None and by in df.columns else [("all", df)]
     rows = [{"group": value, **ranking_rows(group, measure, target, n_boot, seed, stats, value)}
             for value, group in groups for target in targets for measure in measures]
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    extra = sorted({k for row in rows for k in row} - set(COLUMNS), key=lambda k: (k.split(".", 1)[1], k))
+    table = pd.DataFrame(rows, columns=[*COLUMNS, *extra])
     for criterion, larger in CRITERIA.items():
         values = pd.to_numeric(table[criterion], errors="coerce")
         table[f"rank_{criterion}"] = values.groupby([table["group"], table["target"]]).rank(

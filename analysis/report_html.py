@@ -275,6 +275,16 @@ def _ranking_html(ranking: pd.DataFrame | None, standing: list[str]) -> str:
             "environments": rows["rse_environments"],
         })
         parts.append(f"<h3>{_escape(group)}: against {_escape(target)}</h3>{_table(shown, 'fit')}")
+        axes = [c.removeprefix("psi.") for c in rows.columns if c.startswith("psi.") and rows[c].notna().any()]
+        if axes:  # per axis: psi_i, and the sign error's mean / worst environment of that axis
+            def per_axis(row, axis):
+                psi, mean, worst = (row.get(f"{k}.{axis}") for k in ("psi", "rse_mean", "rse_worst"))
+                return " / ".join("–" if v is None or pd.isna(v) else f"{v:.2f}" for v in (psi, mean, worst))
+            detail = pd.DataFrame({"measure": rows["measure"].str.removeprefix("measure."),
+                                   **{a.removeprefix("hp."): [per_axis(r, a) for _, r in rows.iterrows()]
+                                      for a in axes}})
+            parts.append("<p>Per axis: psi_i / sign error mean / sign error worst (over that axis's kept "
+                         "environments).</p>" + _table(detail, "fit"))
     return "".join(parts)
 
 

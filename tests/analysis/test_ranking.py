@@ -41,7 +41,11 @@ def test_the_gap_itself_ranks_first_by_every_criterion_and_its_negative_last_by_
     good, bad = acc.loc["measure.jacobian_test"], acc.loc["measure.against"]
     assert good["spearman_true"] > 0.95 and good["psi"] > 0.9 and good["cmi"] > 0.6
     assert good["rse_mean"] < 0.05 and good["rse_worst"] < 0.2 and good["rse_environments"] > 0
-    assert pd.isna(good["rse_worst_axis"]) == (good["rse_worst"] == 0) and bad["rse_worst_axis"] in ("hp.a", "hp.b")
+    assert pd.isna(good["rse_worst_axis"]) == (good["rse_worst"] == 0)
+    per_axis = [f"{k}.hp.{a}" for a in "abc" for k in ("psi", "rse_mean", "rse_worst")]
+    assert set(per_axis) <= set(table.columns) and good["psi.hp.a"] == pytest.approx(1.0)
+    assert np.mean([good[f"psi.hp.{a}"] for a in "abc" if pd.notna(good[f"psi.hp.{a}"])]) == pytest.approx(good["psi"])
+    assert bad["rse_mean.hp.a"] == pytest.approx(1.0) and bad["rse_worst.hp.a"] == pytest.approx(1.0) and bad["rse_worst_axis"] in ("hp.a", "hp.b")
     assert all(good[f"rank_{c}"] == 1 for c in CRITERIA if c != "cmi")
     assert bad["spearman_true"] < -0.95 and bad["rank_spearman_true"] == 3 and bad["rse_mean"] > 0.95
     assert bad["cmi"] == 1.0 and bad["rank_cmi"] == 1  # -gap exactly: mutual information does not see the sign

@@ -86,6 +86,8 @@ def test_report_writes_the_ranking_and_shows_it(built):
     row = ranking[ranking["measure"] == "measure.jacobian_test"].iloc[0]
     assert f"{row['spearman_true']:.3f} [{int(row['rank_spearman_true'])}]" in page
     undefined = ranking["psi"].isna().all() and ranking["rse_mean"].isna().all()
+    assert ("Per axis: psi_i" in page) == any(c.startswith("psi.") and ranking[c].notna().any()
+                                               for c in ranking.columns)
     assert ("no two trials of this sweep do" in page) == undefined
 
 
