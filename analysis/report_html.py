@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import os
 from dataclasses import dataclass, field
 
@@ -15,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.findings import TARGET, format_result
+from analysis.html_parts import escape, table
+from analysis.report_ranking import ranking_html
 from analysis.verdicts import LEVEL, VERDICT_RULE
 
 STYLE = """
@@ -68,15 +69,6 @@ class InterventionSection:
 INTERVENTION_TITLE = "Regularizers: does lowering the Jacobian lower the gap?"
 
 
-def _escape(text: object) -> str:
-    return html.escape(str(text))
-
-
-def _table(frame: pd.DataFrame, classes: str | None = None) -> str:
-    return frame.to_html(index=False, border=0, na_rep="–", escape=True, classes=classes,
-                         float_format=lambda v: f"{v:.3f}")
-
-
 def _values_text(values: list) -> str:
     """A swept factor's values: all of them, or with more than MAX_LISTED, their count and range."""
     if len(values) <= MAX_LISTED:
@@ -90,16 +82,16 @@ def _values_text(values: list) -> str:
 
 def _figure_html(entry: FigureEntry) -> str:
     png = next((p for p in entry.paths if p.endswith(".png")), None)
-    parts = [f"<h2>{_escape(entry.title)}</h2>"]
+    parts = [f"<h2>{escape(entry.title)}</h2>"]
     if png is None:
-        parts.append(f'<p class="empty">{_escape(entry.note or "Not drawn.")}</p>')
+        parts.append(f'<p class="empty">{escape(entry.note or "Not drawn.")}</p>')
         return "\n".join(parts)
     with open(png, "rb") as handle:
         encoded = base64.b64encode(handle.read()).decode("ascii")
-    links = " ".join(f'<a href="{_escape(os.path.basename(p))}">{_escape(os.path.basename(p))}</a>'
+    links = " ".join(f'<a href="{escape(os.path.basename(p))}">{escape(os.path.basename(p))}</a>'
                      for p in entry.paths)
-    parts.append(f'<figure><img alt="{_escape(entry.title)}" src="data:image/png;base64,{encoded}">'
-                 f"<figcaption>{_escape(entry.note)} Files: {links}</figcaption></figure>")
+    parts.append(f'<figure><img alt="{escape(entry.title)}" src="data:image/png;base64,{encoded}">'
+                 f"<figcaption>{escape(entry.note)} Files: {links}</figcaption></figure>")
     return "\n".join(parts)
 
 
@@ -115,8 +107,8 @@ def _meta_html(meta: dict, n_points: int, n_trajectories: int) -> str:
             ("points / trajectories rows (kept trials)", f"{n_points} / {n_trajectories}"),
             ("records from", f"{meta['first']} to {meta['last']}" if meta["first"] is not None else "unknown"),
             ("total compute time (sum of time.total_s)", _duration(meta["compute_s"]))]
-    body = "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(v)}</td></tr>" for k, v in rows)
-    swept = "".join(f"<tr><td>{_escape(name)}</td><td>{len(values)}</td><td>{_escape(_values_text(values))}</td></tr>"
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    swept = "".join(f"<tr><td>{escape(name)}</td><td>{len(values)}</td><td>{escape(_values_text(values))}</td></tr>"
                     for name, values in meta["swept"].items())
     swept_html = ("<table><tr><th>factor</th><th>levels</th><th>values</th></tr>" + swept + "</table>" if swept
                   else "<p>No factor takes more than one value: nothing was swept.</p>")
@@ -133,7 +125,7 @@ def _measures_html(measures: pd.DataFrame | None) -> str:
         for row in group.sort_values("version", ascending=False).itertuples(index=False):
             source = "no values" if row.version == 0 else f"v{row.version}"
             stale = " (older than registered)" if 0 < row.version < row.current else ""
-            rows.append(f"<tr><td>{_escape(name)}</td><td>v{row.current}</td><td>{_escape(source + stale)}</td>"
+            rows.append(f"<tr><td>{escape(name)}</td><td>v{row.current}</td><td>{escape(source + stale)}</td>"
                         f"<td>{row.trials}</td><td>{row.later}</td></tr>")
     return ("<h3>Measures: which version computed the values</h3><table><tr><th>measure</th><th>registered</th>"
             "<th>values</th><th>trials</th><th>computed after the trial</th></tr>" + "".join(rows) + "</table>"
@@ -151,13 +143,13 @@ def _stats_html(stats: pd.DataFrame) -> str:
     split = [c for c in ("target", "labels") if c in stats.columns]
     blocks = []
     for value, group in stats.groupby(by, sort=True):
-        blocks.append(f"<h3>{_escape(value)}</h3>")
+        blocks.append(f"<h3>{escape(value)}</h3>")
         for key, part in (group.groupby(split, sort=False) if split else [((), group)]):
             columns = [c for c in STATS_COLUMNS if c in part.columns]
             shown = part[columns].assign(measure=part["measure"].astype(str).str.removeprefix("measure."))
             title = ", ".join(f"{name} {v}" for name, v in zip(split, key if isinstance(key, tuple) else (key,)))
-            blocks.append((f"<h4>{_escape(title)}</h4>" if title else "")
-                          + _table(shown.rename(columns=STATS_HEADERS), "fit stats"))
+            blocks.append((f"<h4>{escape(title)}</h4>" if title else "")
+                          + table(shown.rename(columns=STATS_HEADERS), "fit stats"))
     return ("<p>Per data set and measure: rank correlation with the gap (bootstrap 95% CI), granulated "
             "Kendall &Psi; (Jiang et al. 2020), sign-error over coupled pairs (Dziugaite et al. 2020); a table "
             "per gap target and label stratum (all nets, true-label, random-label) where the statistics have "
@@ -199,16 +191,16 @@ def _effects_table(effects: pd.DataFrame) -> pd.DataFrame:
 def _intervention_html(section: InterventionSection | None) -> str:
     if section is None:
         return ""
-    parts = [f"<h2>{_escape(INTERVENTION_TITLE)}</h2>", f"<p>{_escape(section.note)}</p>"]
+    parts = [f"<h2>{escape(INTERVENTION_TITLE)}</h2>", f"<p>{escape(section.note)}</p>"]
     if section.conclusions:
-        items = "".join(f"<li>{_escape(sentence)}</li>" for sentence in section.conclusions)
+        items = "".join(f"<li>{escape(sentence)}</li>" for sentence in section.conclusions)
         parts.append("<h3>What was measured</h3><ul>" + items + "</ul>")
     if section.effects is not None and len(section.effects):
         parts.append("<h3>Effects within pairs (regularized − unregularized twin)</h3>"
                      "<p>Means (Δ) and medians (Jacobian ratios J<sub>reg</sub>/J<sub>base</sub>) with 95% "
                      "percentile-bootstrap CIs; a change counts as a rise or fall only when its CI excludes no "
                      "change. Also in intervention.csv (log ratios) and intervention_pairs.csv.</p>"
-                     + _table(_effects_table(section.effects), "fit"))
+                     + table(_effects_table(section.effects), "fit"))
     if section.figure is not None:
         parts.append(_figure_html(section.figure).replace("<h2>", "<h3>").replace("</h2>", "</h3>"))
     return "\n".join(parts)
@@ -222,70 +214,23 @@ def _findings_html(findings: pd.DataFrame | None) -> str:
     """The findings table (analysis.findings: one row per finding, verdict colored) and the verdict rule."""
     if findings is None:
         return ""
-    head = (f"<h2>{_escape(FINDINGS_TITLE)}</h2><p>Each finding of docs/science.md section 1 as one number "
-            f"from the kept nets, with its {LEVEL:.0%} CI, n and a verdict. Test error is {_escape(TARGET)} "
+    head = (f"<h2>{escape(FINDINGS_TITLE)}</h2><p>Each finding of docs/science.md section 1 as one number "
+            f"from the kept nets, with its {LEVEL:.0%} CI, n and a verdict. Test error is {escape(TARGET)} "
             "(the nets kept are those that fit their training set, as in the paper); J is the test Jacobian "
             "norm. Also in findings.csv and findings.txt.</p>"
-            f"<p><b>Verdict rule.</b> {_escape(VERDICT_RULE)}</p>")
+            f"<p><b>Verdict rule.</b> {escape(VERDICT_RULE)}</p>")
     if not len(findings):
         return head + '<p class="empty">No findings computed.</p>'
-    header = "".join(f"<th>{_escape(name)}</th>" for name in FINDINGS_SHOWN)
+    header = "".join(f"<th>{escape(name)}</th>" for name in FINDINGS_SHOWN)
     rows = []
     for _, row in findings.iterrows():
         css = str(row["verdict"]).replace(" ", "-")
         cells = [row["finding"], row["claim"], row["statistic"], row["predicted"], format_result(row),
                  int(row["n"]), row["verdict"], row["note"] if isinstance(row["note"], str) else ""]
-        rows.append("<tr>" + "".join(f'<td class="{css}">{_escape(c)}</td>' if name == "verdict"
-                                     else f"<td>{_escape(c)}</td>" for name, c in zip(FINDINGS_SHOWN, cells))
+        rows.append("<tr>" + "".join(f'<td class="{css}">{escape(c)}</td>' if name == "verdict"
+                                     else f"<td>{escape(c)}</td>" for name, c in zip(FINDINGS_SHOWN, cells))
                     + "</tr>")
     return head + f'<table class="fit findings"><tr>{header}</tr>{"".join(rows)}</table>'
-
-
-def _ranking_html(ranking: pd.DataFrame | None, standing: list[str]) -> str:
-    """The ranking table (analysis.ranking): one table per (group, target), rows = measures."""
-    head = "<h2>Ranking: the Jacobian norm among the field's measures</h2>"
-    if ranking is None or not len(ranking):
-        return head + "<p>No ranking: no measure with two distinct values among the kept nets.</p>"
-    parts = [head, "<p>Spearman rho with 95% bootstrap CIs over every net and over the true-label nets; Psi, the "
-             "CMI score K and the robust sign error (mean and worst environment, the axis of the worst) over the "
-             "true-label nets. Ranks in brackets; ranking.csv holds every column.</p>",
-             "<pre>" + _escape("\n".join(standing)) + "</pre>" if standing else ""]
-    if not ranking["psi"].notna().any() and not ranking["rse_mean"].notna().any():
-        parts.append("<p>Psi and the robust sign error are undefined here: they compare trials that differ in one "
-                     "hyperparameter axis only, and no two trials of this sweep do. The <code>grid</code> preset "
-                     "(<code>sensitivity sweep grid</code>) runs every combination of its axes.</p>")
-    for (group, target), rows in ranking.groupby(["group", "target"], sort=False):
-        def cell(row, name, digits=3):
-            value, rank = row[name], row.get(f"rank_{name}")
-            return "–" if pd.isna(value) else f"{value:.{digits}f}" + (f" [{int(rank)}]" if pd.notna(rank) else "")
-
-        def with_ci(row, name):
-            lo, hi = row[f"{name}_lo"], row[f"{name}_hi"]
-            return cell(row, name) + ("" if pd.isna(lo) else f" ({lo:.2f}, {hi:.2f})")
-        shown = pd.DataFrame({
-            "measure": rows["measure"].str.removeprefix("measure."),
-            "n": rows["n_all"],
-            "Spearman, all": [with_ci(r, "spearman_all") for _, r in rows.iterrows()],
-            "Spearman, true": [with_ci(r, "spearman_true") for _, r in rows.iterrows()],
-            "Psi": [cell(r, "psi") for _, r in rows.iterrows()],
-            "CMI K": [cell(r, "cmi") for _, r in rows.iterrows()],
-            "sign error, mean": [cell(r, "rse_mean") for _, r in rows.iterrows()],
-            "sign error, worst": [cell(r, "rse_worst") + (f" ({r['rse_worst_axis'].removeprefix('hp.')})"
-                                  if isinstance(r["rse_worst_axis"], str) else "") for _, r in rows.iterrows()],
-            "environments": rows["rse_environments"],
-        })
-        parts.append(f"<h3>{_escape(group)}: against {_escape(target)}</h3>{_table(shown, 'fit')}")
-        axes = [c.removeprefix("psi.") for c in rows.columns if c.startswith("psi.") and rows[c].notna().any()]
-        if axes:  # per axis: psi_i, and the sign error's mean / worst environment of that axis
-            def per_axis(row, axis):
-                psi, mean, worst = (row.get(f"{k}.{axis}") for k in ("psi", "rse_mean", "rse_worst"))
-                return " / ".join("–" if v is None or pd.isna(v) else f"{v:.2f}" for v in (psi, mean, worst))
-            detail = pd.DataFrame({"measure": rows["measure"].str.removeprefix("measure."),
-                                   **{a.removeprefix("hp."): [per_axis(r, a) for _, r in rows.iterrows()]
-                                      for a in axes}})
-            parts.append("<p>Per axis: psi_i / sign error mean / sign error worst (over that axis's kept "
-                         "environments).</p>" + _table(detail, "fit"))
-    return "".join(parts)
 
 
 def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFrame, drop_summary: str,
@@ -294,20 +239,20 @@ def render_html(results_dir: str, meta: dict, headline: str, dropped: pd.DataFra
                 findings: pd.DataFrame | None = None, measures: pd.DataFrame | None = None,
                 ranking: pd.DataFrame | None = None, standing: list[str] | None = None) -> str:
     """The whole page as a string; it opens with the findings table (`_findings_html`) when given."""
-    dropped_html = (_table(dropped) if dropped is not None and len(dropped)
+    dropped_html = (table(dropped) if dropped is not None and len(dropped)
                     else "<p>No trial was dropped.</p>")
-    warn_html = ("<h3>Files skipped while loading</h3><pre>" + _escape("\n".join(load_warnings)) + "</pre>"
+    warn_html = ("<h3>Files skipped while loading</h3><pre>" + escape("\n".join(load_warnings)) + "</pre>"
                  if load_warnings else "")
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
-        f"<h1>Sensitivity and generalization: analysis of {_escape(results_dir)}</h1>",
+        f"<h1>Sensitivity and generalization: analysis of {escape(results_dir)}</h1>",
         f"<p>Built {now} from the Parquet tables alone (figure 6 recomputes one trial).</p>",
         _findings_html(findings),
-        f"<h2>Headline</h2><pre>{_escape(headline)}</pre>",
+        f"<h2>Headline</h2><pre>{escape(headline)}</pre>",
         f"<h2>Sweep</h2>{_meta_html(meta, n_points, n_trajectories)}{_measures_html(measures)}",
-        f"<h2>Filter: what was dropped, and why</h2><pre>{_escape(drop_summary)}</pre>{dropped_html}{warn_html}",
+        f"<h2>Filter: what was dropped, and why</h2><pre>{escape(drop_summary)}</pre>{dropped_html}{warn_html}",
         f"<h2>Statistics</h2>{_stats_html(stats)}",
-        _ranking_html(ranking, standing or []),
+        ranking_html(ranking, standing or []),
         *(_figure_html(entry) for entry in figures),
         _intervention_html(intervention),
     ]

@@ -13,8 +13,9 @@ from typing import Any
 
 from sweeps.memory import GB, RETRY_MARGIN, killed_for_memory, out_of_memory, reservation
 from sweeps.sampling import PlannedTrial
-from sweeps.units import trial_items, unit_id
-from sweeps.worker import recorded, write_error
+from study.records import completed_trial_ids
+from sweeps.units import trial_items, unfinished_members, unit_id
+from sweeps.worker import write_error
 
 
 def error_line(error: BaseException | None) -> str:
@@ -93,13 +94,11 @@ def plan_retries(stopped: list, chunk: list[list[PlannedTrial]], retried: set[st
     by_id = {unit_id(unit): unit for unit in chunk}
     again, memory, written = [], {}, 0
     largest = largest_node_memory()
+    done = completed_trial_ids(out) if any("bundle" in item for item, _, _ in stopped) else set()
     expanded = []  # a bundle's members are retried as units of their own (its recorded ones are done)
     for item, peak, words in stopped:
-        if "bundle" in item:
-            expanded += [(member, peak, words) for member in item["bundle"]
-                         if any(not recorded(out, t["id"]) for t in trial_items(member))]
-        else:
-            expanded.append((item, peak, words))
+        members = unfinished_members(item, done) if "bundle" in item else [item]
+        expanded += [(member, peak, words) for member in members]
     for item, peak, words in expanded:
         if item.get("id") not in by_id:  # not a unit of this chunk (cannot happen): left pending
             continue

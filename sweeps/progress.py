@@ -34,15 +34,15 @@ def _members(trial) -> int:
     return int(trial.config["item"].get("n", 1))
 
 
-def render(trials: list, parameter_columns: tuple[str, ...], packed: bool) -> str:
+def render(trials: list, parameter_columns: tuple[str, ...], grouped: bool) -> str:
     """Header line (study trials by state) and a fixed-width table of at most MAX_ROWS Tune trials."""
     by_state: dict[str, int] = {}
     for trial in trials:
         by_state[trial.status] = by_state.get(trial.status, 0) + _members(trial)
     states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
-    packs = f" in {len(trials)} Tune trials" if packed else ""
+    packs = f" in {len(trials)} Tune trials" if grouped else ""
     lines = [f"Number of trials: {sum(by_state.values())}{packs} ({states})"]
-    metrics = {**METRIC_COLUMNS, **({"trials": "trials"} if packed else {})}
+    metrics = {**METRIC_COLUMNS, **({"trials": "trials"} if grouped else {})}
     header = ["trial", "state", "loc", *parameter_columns, *metrics.values()]
     order = sorted(range(len(trials)), key=lambda i: (_rank(trials[i]), -i))
     shown = [trials[i] for i in order[:MAX_ROWS]]
@@ -84,6 +84,6 @@ def periodic_callback(show: Callable[[list], str], write: Callable[[str], None] 
     return Periodic()
 
 
-def progress_callback(parameter_columns: tuple[str, ...], packed: bool, write: Callable[[str], None] = _print):
+def progress_callback(parameter_columns: tuple[str, ...], grouped: bool, write: Callable[[str], None] = _print):
     """The sweep's table: `render(...)` through periodic_callback."""
-    return periodic_callback(lambda trials: render(trials, parameter_columns, packed), write)
+    return periodic_callback(lambda trials: render(trials, parameter_columns, grouped), write)

@@ -37,7 +37,7 @@ from sweeps.failures import item_of, largest_node_memory, node_resources, plan_r
 from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
-from sweeps.units import bundle_items, chunks as make_chunks, items, unit_id, units
+from sweeps.units import bundle_items, chunks as make_chunks, items, unfinished_members, unit_id, units
 from sweeps.worker import trainable
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
@@ -221,10 +221,12 @@ def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, in
 def _unfinished_members(bundles: list[dict[str, Any]], chunk: list[list[PlannedTrial]],
                         out: str) -> list[list[PlannedTrial]]:
     """The units of `bundles` (items) with a trial still unrecorded, as units of `chunk`."""
+    if not bundles:
+        return []
     by_id = {unit_id(unit): unit for unit in chunk}
     done = completed_trial_ids(out)
-    return [by_id[member["id"]] for item in bundles for member in item["bundle"] if member["id"] in by_id
-            and any(t.trial_id not in done for t in by_id[member["id"]])]
+    return [by_id[member["id"]] for item in bundles for member in unfinished_members(item, done)
+            if member["id"] in by_id]
 
 
 def _rss_mib() -> tuple[float, float]:

@@ -23,6 +23,11 @@ def reserve(unit: list[PlannedTrial]) -> int:
     return reservation(sum(estimate_bytes(t.config) for t in unit))
 
 
+def _shown(configs: list[dict[str, Any]]) -> dict[str, str]:
+    """Each field's distinct values joined by '/': the progress table's cells of a pack or bundle."""
+    return {k: "/".join(map(str, dict.fromkeys(c[k] for c in configs))) for k in configs[0]}
+
+
 def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
     return {"id": t.trial_id, "cfg": t.config.canonical(), "pair_id": t.pair_id, "pair_factor": t.pair_factor,
             "twin_id": t.twin_id, "twin_factor": t.twin_factor, "sweep_id": sweep}
@@ -36,9 +41,8 @@ def items(chunk: list[list[PlannedTrial]], sweep: str, memory: dict[str, int] | 
         if len(unit) == 1:
             item = _item(unit[0], sweep)
         else:
-            configs = [t.config.canonical() for t in unit]
-            shown = {k: "/".join(map(str, dict.fromkeys(c[k] for c in configs))) for k in configs[0]}  # table cells
-            item = {"id": unit_id(unit), "pack": [_item(t, sweep) for t in unit], "n": len(unit), "cfg": shown}
+            item = {"id": unit_id(unit), "pack": [_item(t, sweep) for t in unit], "n": len(unit),
+                    "cfg": _shown([t.config.canonical() for t in unit])}
         item["memory"] = (memory or {}).get(unit_id(unit)) or reserve(unit)
         found.append(item)
     return found
@@ -49,6 +53,11 @@ def trial_items(item: dict[str, Any]) -> list[dict[str, Any]]:
     if "bundle" in item:
         return [t for member in item["bundle"] for t in trial_items(member)]
     return list(item.get("pack", [item] if item else []))
+
+
+def unfinished_members(bundle: dict[str, Any], done: set[str]) -> list[dict[str, Any]]:
+    """The members (trial or pack items) of a bundle item with a trial not in `done`."""
+    return [member for member in bundle["bundle"] if any(t["id"] not in done for t in trial_items(member))]
 
 
 def bundle_items(unit_items: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
@@ -63,10 +72,9 @@ def bundle_items(unit_items: list[dict[str, Any]], k: int) -> list[dict[str, Any
         if len(group) == 1:
             found.append(group[0])
             continue
-        configs = [t["cfg"] for item in group for t in trial_items(item)]
-        shown = {key: "/".join(map(str, dict.fromkeys(c[key] for c in configs))) for key in configs[0]}
         found.append({"id": f"bundle{len(group)}-{group[0]['id']}", "bundle": group,
-                      "n": sum(int(item.get("n", 1)) for item in group), "cfg": shown,
+                      "n": sum(int(item.get("n", 1)) for item in group),
+                      "cfg": _shown([t["cfg"] for item in group for t in trial_items(item)]),
                       "memory": max(int(item["memory"]) for item in group)})
     return found
 

@@ -87,7 +87,7 @@ def pack_metrics(records: list[dict[str, Any]]) -> dict[str, Any]:
 def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
     from study.packed import run_packed
 
-    members = [m for m in item["pack"] if not recorded(run["out"], m["id"])]
+    members = [m for m in item["pack"] if not _recorded(run["out"], m["id"])]
     if not members:
         return []
     results = run_packed([TrialConfig(**m["cfg"]) for m in members], device=run["device"],
@@ -121,7 +121,7 @@ def _run(item: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
         return metrics(records[0]) if "pack" not in item else pack_metrics(records)
     records = []
     for member in item["bundle"]:
-        if "pack" not in member and recorded(run["out"], member["id"]):
+        if "pack" not in member and _recorded(run["out"], member["id"]):
             continue
         records += _train(member, run)
         release_memory()
@@ -158,7 +158,7 @@ def error_record(item: dict[str, Any], message: str) -> dict[str, Any]:
     return close_record(cfg, record).record
 
 
-def recorded(out: str, trial_id: str) -> bool:
+def _recorded(out: str, trial_id: str) -> bool:
     fs, root = resolve(out)
     return fs.get_file_info(record_path(root, "trials", trial_id)).type != pafs.FileType.NotFound
 
@@ -166,7 +166,7 @@ def recorded(out: str, trial_id: str) -> bool:
 def write_error(out: str, item: dict[str, Any], message: str) -> bool:
     """Write an error row for `item` unless a record already exists; True if written. Not for packs or
     bundles: write one for each of their trials (sweeps.units.trial_items)."""
-    if recorded(out, item["id"]):
+    if _recorded(out, item["id"]):
         return False
     empty_points, empty_trajectories = pd.DataFrame(columns=["split", "index"]), pd.DataFrame(columns=["kind"])
     write_trial(out, item["id"], error_record(item, message), empty_points, empty_trajectories)

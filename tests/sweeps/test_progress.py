@@ -16,7 +16,7 @@ def _trial(status, n=1, id_="t", cfg=None, result=None):
 def test_the_table_counts_study_trials_and_shows_running_ones_first():
     trials = [_trial("TERMINATED", 3, "pack3-a", result={"status": "ok:3", "trials": 3}),
               _trial("RUNNING", 2, "pack2-b"), _trial("PENDING", 1, "c")]
-    text = render(trials, ("width",), packed=True)
+    text = render(trials, ("width",), grouped=True)
     first, header, *rows = text.splitlines()
     assert first == "Number of trials: 6 in 3 Tune trials (1 PENDING, 2 RUNNING, 3 TERMINATED)"
     assert header.split()[:4] == ["trial", "state", "loc", "width"] and rows[0].startswith("pack2-b")
