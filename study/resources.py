@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import psutil
 import torch
@@ -195,8 +196,11 @@ def _malloc_trim() -> bool:
     return True
 
 
-FULL_COLLECT_EVERY = 32  # release_memory calls between two full collections of the frozen objects too
+FULL_COLLECT_EVERY = 32  # release_memory calls between two full collections of the frozen objects too,
+FULL_COLLECT_S = 30.0  # and at least this many seconds (one costs 0.1-0.3 s: 3 ms a trial of 70 ms every 32)
 _releases = 0
+_last_full = (0, 0.0)  # (call, _clock()) of the last full collection
+_clock = time.monotonic
 
 
 def release_memory() -> int:
@@ -210,16 +214,19 @@ def release_memory() -> int:
     and pandas, and a full collection that walks them all took 0.3 s a trial (a fifth of a small quick
     trial), and so did the collections Python runs by itself during the trial. Frozen objects are still
     freed when their last reference goes; only a reference cycle among them waits for the full collection
-    (gc.unfreeze first) that every FULL_COLLECT_EVERY-th call makes."""
+    (gc.unfreeze first) made once FULL_COLLECT_EVERY calls and FULL_COLLECT_S seconds have passed since the
+    last one (the first call makes one)."""
     from study.raw_data import trim_raw_cache
     from study.regularizers.jacobian_matching import trim_teacher_cache
 
-    global _releases
+    global _releases, _last_full
     trim_raw_cache()
     trim_teacher_cache()
-    if _releases % FULL_COLLECT_EVERY == 0:
-        gc.unfreeze()
     _releases += 1
+    call, when = _last_full
+    if _releases == 1 or (_releases - call >= FULL_COLLECT_EVERY and _clock() - when >= FULL_COLLECT_S):
+        gc.unfreeze()
+        _last_full = (_releases, _clock())
     gc.collect()
     gc.freeze()
     _malloc_trim()

@@ -138,20 +138,28 @@ def config_from_record(row: Any, **reset: Any) -> TrialConfig:
     return TrialConfig.from_dict({**values, **reset})
 
 
+def _plain(value: Any) -> Any:
+    """A cell as pyarrow takes it: numpy scalars as Python ones, NaN as null."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str, bytes)):
+        value = value.item()
+    return None if isinstance(value, float) and value != value else value
+
+
 def to_table(table: str, rows: pd.DataFrame | list[dict[str, Any]], schema: pa.Schema | None = None) -> pa.Table:
-    """Rows conformed to the table's schema (or `schema`): missing columns become nulls, extra columns are an
-    error."""
+    """Rows conformed to the table's schema (or `schema`): missing columns become nulls, NaN becomes null,
+    extra columns are an error. A list of dicts goes to Arrow directly (a trial row through a one-row
+    DataFrame cost 5 ms, a third of writing a smoke trial)."""
     schema = table_schema(table) if schema is None else schema
-    frame = pd.DataFrame(rows) if not isinstance(rows, pd.DataFrame) else rows
-    extra = sorted(set(frame.columns) - set(schema.names))
+    if isinstance(rows, pd.DataFrame):
+        names, n = list(rows.columns), len(rows)
+        column = lambda name: rows[name].tolist()  # noqa: E731
+    else:
+        names, n = list(dict.fromkeys(k for row in rows for k in row)), len(rows)
+        column = lambda name: [row.get(name) for row in rows]  # noqa: E731
+    extra = sorted(set(names) - set(schema.names))
     if extra:
         raise ValueError(f"columns not in the {table} schema: {extra}")
-    arrays = []
-    for fld in schema:
-        if fld.name in frame.columns:
-            values = frame[fld.name].tolist()
-            values = [None if (isinstance(v, float) and v != v) else v for v in values]
-            arrays.append(pa.array(values, type=fld.type))
-        else:
-            arrays.append(pa.nulls(len(frame), type=fld.type))
+    present = set(names)
+    arrays = [pa.array([_plain(v) for v in column(fld.name)], type=fld.type) if fld.name in present
+              else pa.nulls(n, type=fld.type) for fld in schema]
     return pa.Table.from_arrays(arrays, schema=schema)

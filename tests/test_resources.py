@@ -120,6 +120,7 @@ def cycle():
     return weakref.ref(a)
 
 gc.disable()  # only release_memory collects
+resources.FULL_COLLECT_S = 0.0  # by call count alone (the seconds bound is tested below)
 release_memory()
 young = cycle()  # a trial's garbage: collected by the next call
 release_memory()
@@ -146,3 +147,33 @@ def test_release_memory_collects_cycles_young_and_frozen():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["young_freed"], out
     assert out["frozen_freed_at"] is not None and out["frozen_freed_at"] < FULL_COLLECT_EVERY, out
+
+
+def test_full_collection_waits_for_calls_and_seconds(monkeypatch):
+    """The full collection (gc.unfreeze first) comes at the first call, then only once FULL_COLLECT_EVERY calls
+    and FULL_COLLECT_S seconds have both passed: many short trials in a row do not pay for one every 32."""
+    import gc
+
+    from study import resources
+
+    now, full, unfreeze = [1000.0], [], gc.unfreeze
+    monkeypatch.setattr(resources, "_clock", lambda: now[0])
+    monkeypatch.setattr(resources, "_releases", 0)
+    monkeypatch.setattr(resources, "_last_full", (0, 0.0))
+    monkeypatch.setattr(gc, "unfreeze", lambda: full.append(resources._releases))
+    monkeypatch.setattr(resources, "_malloc_trim", lambda: True)
+    every, seconds = resources.FULL_COLLECT_EVERY, resources.FULL_COLLECT_S
+    for _ in range(3 * every):  # calls enough, seconds not
+        resources.release_memory()
+        now[0] += seconds / (4 * every)
+    assert full == [1]
+    now[0] += seconds  # now both
+    resources.release_memory()
+    assert full == [1, 3 * every + 1]
+    now[0] += 10 * seconds  # seconds enough, calls not
+    for _ in range(every - 1):
+        resources.release_memory()
+    assert full == [1, 3 * every + 1]
+    resources.release_memory()
+    assert full == [1, 3 * every + 1, 4 * every + 1]
+    unfreeze()  # this test process's objects, frozen by the calls above, back to the collector
