@@ -27,7 +27,7 @@ from study.records import check_writable
 from study.schema import STATUSES
 from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
-from sweeps.cluster import check_resources, ray_session
+from sweeps.cluster import check_resources, cluster_slots, ray_session
 from sweeps.runner import RunReport, RunSettings, execute
 from sweeps.sampling import Sample, parse_overrides, sample
 
@@ -75,17 +75,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cluster_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sample of configs")
     parser.add_argument("--chunk-size", type=int, default=500,
-                        help="trials per Tune experiment; with --bundle K, K times as many, a bundle counting as one "
-                             "(default: %(default)s)")
+                        help="Tune trials per Tune experiment, a bundle counting as one (with automatic bundles, "
+                             "their mean size over the pending trials) (default: %(default)s)")
     parser.add_argument("--max-failures", type=int, default=2,
                         help="retries of a trial whose worker dies before it gets an error row (default: %(default)s)")
     parser.add_argument("--pack", type=int, default=None, metavar="S",
                         help="train up to S compatible configs (same architecture and schedule) as one Tune trial, "
                              "batched (study.packed); each still gets its own record (default: off)")
-    parser.add_argument("--bundle", type=int, default=None, metavar="K",
-                        help="run K trials (or packs) one after the other in one Tune trial, so that Tune's cost "
-                             "per trial (about 0.1 s of a slot) is paid once for K; each still gets its own "
-                             "record, and a rerun runs only those without one (default: off)")
+    parser.add_argument("--bundle", default="auto", metavar="K|auto",
+                        help="trials (or packs) one Tune trial runs one after the other, so that Tune's cost per "
+                             "trial (about 0.1 s of a slot) is paid once for many short ones; each still gets its "
+                             "own record, and a rerun runs only those without one. auto: trials estimated under "
+                             "1 s (study.cost) in bundles of about 3 s, at least two a slot, longer ones alone; "
+                             "1: none (default: %(default)s)")
     parser.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
                         help="keep each trained net as models/<trial_id>.safetensors (about 4 bytes a parameter), so "
                              "measures can be added later with `sensitivity measure`; default: keep")
@@ -111,6 +113,17 @@ class Plan:
     source: dict | None = None  # --from: where the base configs came from (metadata)
 
 
+def parse_bundle(value: str | int) -> int:
+    """--bundle's value as RunSettings.bundle: "auto" -> 0, an integer K >= 1 -> K; ConfigError otherwise."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return 0
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--bundle must be auto or a whole number of trials a Tune trial runs (1: one, no "
+                          f"bundles), got {value!r}")
+    return int(text)
+
+
 def prepare(args: argparse.Namespace) -> Plan:
     """Every check that needs neither Ray nor writing: ConfigError (one line) on bad input."""
     preset = get_preset(args.preset)
@@ -125,9 +138,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     if args.pack is not None and args.pack < 2:
         raise ConfigError(f"--pack must be at least 2 (nets trained together), got {args.pack}; leave it out to "
                           "train one net per Tune trial")
-    if args.bundle is not None and args.bundle < 2:
-        raise ConfigError(f"--bundle must be at least 2 (trials a Tune trial runs), got {args.bundle}; leave it out "
-                          "to run one trial (or pack) per Tune trial")
+    bundle = parse_bundle(args.bundle)
     source = None
     if args.from_dir is not None:
         bases, selected = feedback.select_bases(args.from_dir, preset, args.top, args.where)
@@ -149,7 +160,7 @@ def prepare(args: argparse.Namespace) -> Plan:
                            max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                            chunk_size=args.chunk_size, data_root=args.data_root, sweep_id=drawn.sweep_id,
                            parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1,
-                           bundle=args.bundle or 1, keep_models=args.keep_models)
+                           bundle=bundle, keep_models=args.keep_models)
     return Plan(args.preset, overrides, args.seed, drawn, settings, args.address, source)
 
 
@@ -161,7 +172,7 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             "address": plan.address or "local", "host": socket.gethostname(), "pid": os.getpid(),
             "cpus_per_trial": plan.settings.cpus_per_trial, "gpus_per_trial": plan.settings.gpus_per_trial,
             "max_concurrent": plan.settings.max_concurrent, "pack": plan.settings.pack,
-            "bundle": plan.settings.bundle, "keep_models": plan.settings.keep_models,
+            "bundle": plan.settings.bundle or "auto", "keep_models": plan.settings.keep_models,
             "started_at": started.isoformat(), "ended_at": None,
             **({"source": plan.source} if plan.source else {})}
 
@@ -204,7 +215,7 @@ def sweep(args: argparse.Namespace, log=print) -> tuple[Plan, RunReport, dict]:
             log(f"removed {removed} stale temp files of killed runs")
         output.write_json_atomic(plan.settings.out, relative, meta)
         try:
-            report = execute(list(plan.sample.trials), plan.settings, log=log)
+            report = execute(list(plan.sample.trials), plan.settings, log=log, slots=cluster_slots(plan.settings))
         except KeyboardInterrupt:
             log(f"interrupted: {len(_recorded(plan))} of {len(plan.sample.trials)} trials recorded; "
                 "run the same command again to run the rest")

@@ -37,7 +37,8 @@ from sweeps.failures import item_of, largest_node_memory, node_resources, plan_r
 from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
-from sweeps.units import bundle_items, chunks as make_chunks, items, unfinished_members, unit_id, units
+from sweeps.units import (bundle_items, chunks as make_chunks, cost_bundles, cost_groups, items, unfinished_members,
+                          unit_id, unit_seconds, units)
 from sweeps.worker import trainable
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
@@ -61,7 +62,7 @@ class RunSettings:
     parameter_columns: tuple[str, ...] = ()
     verbose: int = 1  # the progress table (0: none)
     pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
-    bundle: int = 1  # >= 2: run this many units (trials or packs) one after the other in one Tune trial
+    bundle: int = 1  # units (trials or packs) one Tune trial runs one after the other: K >= 2; 1 one; 0 automatic
     keep_models: bool = True  # each trial writes models/<trial_id>.safetensors (study.weights)
 
     @property
@@ -162,17 +163,21 @@ def temp_storage(prefix: str) -> Iterator[str]:
 
 
 def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
-              memory: dict[str, int] | None = None, log=print, bundle: int | None = None) -> ChunkOutcome:
+              memory: dict[str, int] | None = None, log=print, bundle: int | None = None,
+              slots: int = 1) -> ChunkOutcome:
     """One bounded Tune experiment over `chunk` (units: a trial or a pack), each unit reserving its
-    estimated memory or `memory[unit id]`, `bundle` units a Tune trial (default settings.bundle)."""
+    estimated memory or `memory[unit id]`, bundled by `bundle` (default settings.bundle: K units a Tune
+    trial, or 0: by estimated seconds, sweeps.units.cost_bundles, for `slots` trials at once)."""
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
            "data_root": settings.data_root, "keep_models": settings.keep_models}
     k = settings.bundle if bundle is None else bundle
-    callbacks = [progress_callback(settings.parameter_columns, settings.pack > 1 or k > 1)] if settings.verbose else []
     outcome = ChunkOutcome()
     # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource
     # shape), and the longest trials (memory grows with the net and with L-BFGS) do not run last and alone.
-    chunk_items = bundle_items(sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"]), k)
+    ordered = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"])
+    chunk_items = cost_bundles(ordered, slots) if k == 0 else bundle_items(ordered, k)
+    grouped = any("pack" in item or "bundle" in item for item in chunk_items)
+    callbacks = [progress_callback(settings.parameter_columns, grouped)] if settings.verbose else []
     by_id = {item["id"]: item for item in chunk_items}
     with temp_storage("sensitivity-tune-") as storage:
         try:
@@ -192,18 +197,19 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     return outcome
 
 
-def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log) -> tuple[int, int]:
+def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log,
+                      slots: int = 1) -> tuple[int, int]:
     """run_chunk, then once more for the units stopped for memory (with what they were seen to need), for
     the unfinished units of a bundle Tune gave up on (each alone: one hopeless trial must not cost its
     bundle's others an error row) and, if Tune itself stopped the chunk, for its unrecorded units. Returns
     (error rows, retried for memory)."""
-    outcome = run_chunk(chunk, settings, index, log=log)
+    outcome = run_chunk(chunk, settings, index, log=log, slots=slots)
     errors, retried = outcome.errors_written, 0
     if outcome.failed:
         done = completed_trial_ids(settings.out)
         chunk = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
         if chunk:
-            outcome = run_chunk(chunk, settings, index, log=log)
+            outcome = run_chunk(chunk, settings, index, log=log, slots=slots)
             errors += outcome.errors_written
     alone = _unfinished_members(outcome.failed_bundles, chunk, settings.out)
     again, memory, written = plan_retries(outcome.out_of_memory, chunk, set(), settings.out)
@@ -235,8 +241,19 @@ def _rss_mib() -> tuple[float, float]:
     return rss, peak
 
 
-def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> RunReport:
-    """Run every planned trial that has no record at `settings.out`, chunk by chunk."""
+def trials_per_chunk(work: list[list[PlannedTrial]], settings: RunSettings, slots: int) -> int:
+    """Study trials a chunk holds: --chunk-size Tune trials (the driver's memory grows with them), times the
+    trials a Tune trial runs (K with --bundle K; automatic bundles: the pending units' mean, cost_groups)."""
+    if settings.bundle != 0:
+        return settings.chunk_size * max(1, settings.bundle)
+    n_trials = sum(len(unit) for unit in work)
+    tune_trials = len(cost_groups([unit_seconds(unit) for unit in work], slots)) if work else 1
+    return max(settings.chunk_size, round(settings.chunk_size * n_trials / tune_trials))
+
+
+def execute(trials: list[PlannedTrial], settings: RunSettings, log=print, slots: int = 1) -> RunReport:
+    """Run every planned trial that has no record at `settings.out`, chunk by chunk, `slots` at once (what
+    automatic bundles are sized for)."""
     import gc
 
     report = RunReport()
@@ -249,8 +266,8 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         done -= set(broken)
     report.skipped = len(done)
     pending = [t for t in trials if t.trial_id not in done]
-    # --chunk-size bounds a chunk's Tune trials (the driver's memory grows with them): a bundle counts once
-    chunks = make_chunks(units(pending, settings.pack), settings.chunk_size * max(1, settings.bundle))
+    work = units(pending, settings.pack)
+    chunks = make_chunks(work, trials_per_chunk(work, settings, slots))
     n_chunks = len(chunks)
     for index, chunk in enumerate(chunks):
         if index:  # another launch may be working on the same output: recheck
@@ -259,7 +276,7 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print) -> Run
         if not chunk:
             continue
         start = time.perf_counter()
-        errors, stopped = _run_with_retries(chunk, settings, index, log)
+        errors, stopped = _run_with_retries(chunk, settings, index, log, slots)
         gc.collect()
         rss, peak = _rss_mib()
         stats = ChunkStats(sum(len(unit) for unit in chunk), time.perf_counter() - start, rss, peak, errors)

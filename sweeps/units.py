@@ -1,16 +1,23 @@
 """What each Tune trial of a sweep runs: a unit is one planned trial or a pack of compatible ones
 (study.packed), and its item is the JSON-able dict the worker gets (sweeps.worker.trainable), with the
-memory it reserves on Ray (sweeps.memory). With `--bundle K`, K consecutive unit items (of one memory size
-class: items are sorted by memory first) become one bundle item, run one after the other in one Tune trial:
-Tune's cost per trial is then paid once for K of ours (`bundle_items`)."""
+memory it reserves on Ray (sweeps.memory) and the seconds it may take (study.cost). Consecutive unit items (of
+one memory size class: items are sorted by memory first) become one bundle item, run one after the other in
+one Tune trial, so that Tune's cost per trial (some 0.1 s of a slot) is paid once for many short trials of
+ours: by default as many as fit in about BUNDLE_S seconds (`cost_bundles`), with `--bundle K` K of them
+(`bundle_items`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from study.cost import estimate_seconds
 from study.resources import estimate_bytes
 from sweeps.memory import reservation
 from sweeps.sampling import PlannedTrial
+
+
+BUNDLE_S = 3.0  # an automatic bundle's estimated length: Tune's cost is then a few percent of it
+ALONE_S = 1.0  # a unit estimated to take this long runs as its own Tune trial (Tune's cost <= 10%)
 
 
 def unit_id(unit: list[PlannedTrial]) -> str:
@@ -35,7 +42,8 @@ def _item(t: PlannedTrial, sweep: str) -> dict[str, Any]:
 
 def items(chunk: list[list[PlannedTrial]], sweep: str, memory: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """One Tune trial per unit: a study trial, or a pack {id, pack: [its trials], n, cfg: each field's values
-    joined by '/', for the progress table}; each with "memory", from `memory` by unit id or reserve()."""
+    joined by '/', for the progress table}; each with "memory", from `memory` by unit id or reserve(), and
+    "seconds", unit_seconds(unit)."""
     found = []
     for unit in chunk:
         if len(unit) == 1:
@@ -44,6 +52,7 @@ def items(chunk: list[list[PlannedTrial]], sweep: str, memory: dict[str, int] | 
             item = {"id": unit_id(unit), "pack": [_item(t, sweep) for t in unit], "n": len(unit),
                     "cfg": _shown([t.config.canonical() for t in unit])}
         item["memory"] = (memory or {}).get(unit_id(unit)) or reserve(unit)
+        item["seconds"] = unit_seconds(unit)
         found.append(item)
     return found
 
@@ -60,23 +69,63 @@ def unfinished_members(bundle: dict[str, Any], done: set[str]) -> list[dict[str,
     return [member for member in bundle["bundle"] if any(t["id"] not in done for t in trial_items(member))]
 
 
+def _bundle(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """Unit items as one bundle item {id: 'bundleN-<first id>', bundle: [its items], n: study trials, cfg: each
+    field's values joined by '/', memory: the largest member's (they run one at a time), seconds: summed};
+    a group of one stays that item."""
+    if len(group) == 1:
+        return group[0]
+    return {"id": f"bundle{len(group)}-{group[0]['id']}", "bundle": group,
+            "n": sum(int(item.get("n", 1)) for item in group),
+            "cfg": _shown([t["cfg"] for item in group for t in trial_items(item)]),
+            "memory": max(int(item["memory"]) for item in group),
+            "seconds": sum(float(item.get("seconds", 0.0)) for item in group)}
+
+
 def bundle_items(unit_items: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-    """Consecutive groups of k unit items, each group of two or more one bundle item {id: 'bundleN-<first
-    id>', bundle: [its items], n: study trials, cfg: each field's values joined by '/', memory: the largest
-    member's (they run one at a time)}; k < 2 leaves the items as they are."""
+    """Consecutive groups of k unit items, each group of two or more one bundle item (_bundle); k < 2 leaves
+    the items as they are."""
     if k < 2:
         return list(unit_items)
-    found = []
-    for lo in range(0, len(unit_items), k):
-        group = unit_items[lo:lo + k]
-        if len(group) == 1:
-            found.append(group[0])
+    return [_bundle(unit_items[lo:lo + k]) for lo in range(0, len(unit_items), k)]
+
+
+def bundle_seconds(seconds: list[float], slots: int) -> float:
+    """How long an automatic bundle may be: BUNDLE_S, or less where the short units' estimated `seconds`
+    would then fill fewer than two bundles a slot (the last bundles would run while other slots idle)."""
+    return min(BUNDLE_S, sum(s for s in seconds if s < ALONE_S) / (2 * max(1, slots)))
+
+
+def cost_groups(seconds: list[float], slots: int) -> list[list[int]]:
+    """The automatic bundles, as indices into `seconds` (each unit's estimate): a unit of ALONE_S seconds or
+    more runs alone; consecutive shorter ones are grouped while their sum stays within
+    bundle_seconds(seconds, slots). Each index is in one group; a bundle lists its units in their order."""
+    limit = bundle_seconds(seconds, slots)
+    groups: list[list[int]] = []
+    open_group: list[int] = []
+    total = 0.0
+    for index, value in enumerate(seconds):
+        if value >= ALONE_S:
+            groups.append([index])
             continue
-        found.append({"id": f"bundle{len(group)}-{group[0]['id']}", "bundle": group,
-                      "n": sum(int(item.get("n", 1)) for item in group),
-                      "cfg": _shown([t["cfg"] for item in group for t in trial_items(item)]),
-                      "memory": max(int(item["memory"]) for item in group)})
-    return found
+        if open_group and total + value > limit * (1 + 1e-9):  # 50 x 0.06 s is 3 s
+            groups.append(open_group)
+            open_group, total = [], 0.0
+        open_group.append(index)
+        total += value
+    return groups + ([open_group] if open_group else [])
+
+
+def cost_bundles(unit_items: list[dict[str, Any]], slots: int) -> list[dict[str, Any]]:
+    """The unit items grouped by cost_groups over their "seconds", each group one bundle item (_bundle)."""
+    groups = cost_groups([float(item["seconds"]) for item in unit_items], slots)
+    return [_bundle([unit_items[i] for i in group]) for group in groups]
+
+
+def unit_seconds(unit: list[PlannedTrial]) -> float:
+    """A unit's estimated seconds: its trials' study.cost.estimate_seconds summed (a bound for a pack,
+    which trains its nets together)."""
+    return sum(estimate_seconds(t.config) for t in unit)
 
 
 def units(pending: list[PlannedTrial], pack: int) -> list[list[PlannedTrial]]:

@@ -10,10 +10,11 @@ from study.config import ConfigError
 from study.records import completed_trial_ids
 from sweep_helpers import records
 from sweeps import failures
-from sweeps.cli import sweep
+from sweeps.cli import parse_bundle, sweep
 from sweeps.presets import SMOKE
 from sweeps.sampling import sample
-from sweeps.units import bundle_items, items, trial_items
+from sweeps.runner import RunSettings, trials_per_chunk
+from sweeps.units import ALONE_S, BUNDLE_S, bundle_items, cost_bundles, cost_groups, items, trial_items
 from sweeps.worker import _run
 
 RUN = {"device": "cpu", "threads": 1, "data_root": None, "keep_models": False}
@@ -34,6 +35,39 @@ def test_bundles_group_k_unit_items_and_count_their_trials():
     assert [t["id"] for t in trial_items(first)] == [t.trial_id for t in planned[:4]]
     assert bundle_items(unit_items, 1) == unit_items
     assert bundle_items(unit_items[:4], 3)[1] is unit_items[3]  # a group of one stays the unit it is
+
+
+def test_automatic_bundles_fill_about_bundle_s_and_leave_long_units_alone():
+    assert cost_groups([0.06] * 500, 1) == [list(range(lo, min(lo + 50, 500))) for lo in range(0, 500, 50)]  # 3 s
+    # at least two bundles a slot: 100 x 0.06 s on 2 slots is 4 bundles of 1.5 s, not 2 of 3 s
+    assert [len(g) for g in cost_groups([0.06] * 100, 2)] == [25] * 4
+    long = ALONE_S
+    groups = cost_groups([0.2, long, 0.2, 0.2, 5.0, 0.2], 1)  # short total 0.8 s: bundles of at most 0.4 s
+    assert sorted(map(sorted, groups)) == [[0, 2], [1], [3, 5], [4]]
+    assert all(len(g) == 1 for g in cost_groups([long] * 6, 2))  # the quick preset: every trial alone
+    assert cost_groups([], 4) == []
+
+
+def test_cost_bundles_are_bundle_items_of_the_groups():
+    planned = _planned(12)
+    unit_items = items([[t] for t in planned], "s")
+    assert all(0 < i["seconds"] < ALONE_S for i in unit_items)
+    bundled = cost_bundles(unit_items, 3)  # 12 short trials on 3 slots: bundles of at most a sixth of the total
+    limit = sum(i["seconds"] for i in unit_items) / 6
+    assert 6 <= len(bundled) < 12 and all(b["seconds"] <= limit * (1 + 1e-9) for b in bundled)
+    assert [t["id"] for b in bundled for t in trial_items(b)] == [t.trial_id for t in planned]
+    first = next(b for b in bundled if "bundle" in b)
+    assert abs(first["seconds"] - sum(i["seconds"] for i in first["bundle"])) < 1e-12
+    assert first["n"] == len(first["bundle"]) and first["memory"] == max(i["memory"] for i in first["bundle"])
+
+
+def test_chunks_count_tune_trials():
+    work = [[t] for t in _planned(400)]
+    assert trials_per_chunk(work, RunSettings(out="/x", chunk_size=10, bundle=1), 2) == 10
+    assert trials_per_chunk(work, RunSettings(out="/x", chunk_size=10, bundle=4), 2) == 40
+    tune_trials = len(cost_groups([i["seconds"] for i in items(work, "s")], 2))
+    assert tune_trials < 400 / 20 and BUNDLE_S > 1
+    assert trials_per_chunk(work, RunSettings(out="/x", chunk_size=10, bundle=0), 2) == round(10 * 400 / tune_trials)
 
 
 def test_a_bundle_writes_every_member_and_a_rerun_skips_the_recorded_ones(tmp_path):
@@ -77,9 +111,15 @@ def test_a_bundle_tune_gave_up_on_is_handed_back_not_given_error_rows(tmp_path):
     assert handed == [bundle] and not completed_trial_ids(str(tmp_path))
 
 
-def test_bundle_must_hold_two(tmp_path):
-    with pytest.raises(ConfigError, match="--bundle must be at least 2"):
-        sweep(sweep_args("smoke", "--out", str(tmp_path / "o"), "--bundle", "1"))
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", ""])
+def test_bundle_is_auto_or_a_count(tmp_path, value):
+    with pytest.raises(ConfigError, match="--bundle must be auto or a whole number"):
+        sweep(sweep_args("smoke", "--out", str(tmp_path / "o"), "--bundle", value))
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_bundle_values():
+    assert [parse_bundle(v) for v in ("auto", "AUTO", "1", "7", 3)] == [0, 0, 1, 7, 3]
 
 
 def test_a_bundled_sweep_records_every_trial_and_a_hopeless_one_alone_gets_the_error_row(ray_cluster, tmp_path,
@@ -96,3 +136,27 @@ def test_a_bundled_sweep_records_every_trial_and_a_hopeless_one_alone_gets_the_e
     assert frame["env.worker"].nunique() < 9
     _, again, _ = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "9", "--seed", "5", "--bundle", "3"))
     assert again.chunks == [] and again.skipped == 9
+
+
+def test_a_default_sweep_bundles_short_trials_by_their_estimated_cost(ray_cluster, tmp_path, monkeypatch):
+    import json
+
+    from sweeps import cluster, runner
+
+    seen = []
+    real = runner.fit_experiment
+
+    def spy(trainable_fn, chunk_items, *args, **kwargs):
+        seen.append(chunk_items)
+        return real(trainable_fn, chunk_items, *args, **kwargs)
+    monkeypatch.setattr(runner, "fit_experiment", spy)
+    out = tmp_path / "out"
+    plan, report, counts = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "16"))
+    assert report.missing == 0 and len(records(out)) == 16 and sum(c.trials for c in report.chunks) == 16
+    (chunk_items,) = seen
+    slots = cluster.cluster_slots(plan.settings)
+    assert 2 * slots <= len(chunk_items) < 16 and any("bundle" in item for item in chunk_items)
+    assert sorted(t["id"] for item in chunk_items for t in trial_items(item)) == sorted(
+        t.trial_id for t in plan.sample.trials)
+    meta = json.loads(next((out / "sweeps").iterdir()).read_text())
+    assert meta["bundle"] == "auto"

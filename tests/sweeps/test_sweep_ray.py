@@ -28,7 +28,8 @@ def test_smoke_sweep_writes_n_records_on_both_nodes_and_a_rerun_does_nothing(ray
     import ray
 
     out = tmp_path / "out"
-    plan, report, counts = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "12", "--chunk-size", "6"))
+    plan, report, counts = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "12", "--chunk-size", "6",
+                                            "--bundle", "1"))  # one trial a Tune trial: 2 chunks of 6
     expected = {t.trial_id for t in sample(SMOKE, {}, 0, 12).trials}
     frame = records(out)
     assert len(frame) == 12 and set(frame.trial_id) == expected == completed_trial_ids(str(out))
