@@ -34,11 +34,11 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
-# On a machine with a CUDA GPU: trials on cuda vs the CPU (tests/test_gpu.py), then the benchmarks (the device-aware ones on the GPU).
-gpu-check: setup
-	@$(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu-check needs a CUDA device: torch.cuda.is_available() is False")'
-	$(BIN)/python -m pytest -q tests/test_gpu.py
-	$(BIN)/python benchmarks/run_all.py --device cuda
+# On a machine with a CUDA GPU, from the checkout as it is (no setup: the machine's own Python and torch, or
+# .venv's if there is one): every GPU check in one run, results in results/gpu_check.json (benchmarks/gpu_check.py).
+gpu-check:
+	PYTHON=$$(test -x $(BIN)/python && echo $(BIN)/python || echo python3) sh benchmarks/gpu_check.sh \
+		--data-root $$(test -d data/fashion-mnist && echo data/fashion-mnist || echo $(FASHION)) --out results/gpu_check.json
 
 soak: setup
 	$(BIN)/python -m pytest -q -m soak tests

@@ -29,6 +29,10 @@ class DataNotFoundError(ConfigError):
     """A data set that is not on disk and could not be downloaded."""
 
 
+class TorchvisionMissing(ConfigError):
+    """An image data set asked for where torchvision does not import."""
+
+
 def default_data_root() -> str:
     return os.environ.get("SENSITIVITY_DATA_ROOT", os.path.expanduser("~/.cache/sensitivity-study/data"))
 
@@ -53,7 +57,11 @@ def _stage_debian_fashion_mnist(source: str, root: str) -> bool:
 
 
 def _torchvision_split(name: str, root: str, train: bool, download: bool):
-    import torchvision.datasets as tvd
+    try:
+        import torchvision.datasets as tvd
+    except ImportError as exc:  # e.g. an image's torch without torchvision: one line, not a traceback
+        raise TorchvisionMissing(f"data set {name} is read with torchvision, which does not import here ({exc}); "
+                          "install torchvision (make setup does) or use a synthetic data set") from None
 
     cls = getattr(tvd, TABLE[name].torchvision_class)
     return cls(root=root, train=train, download=download)
@@ -102,6 +110,8 @@ def _available(name: str, root: str) -> bool:
     try:
         _torchvision_split(name, root, False, False)
         return True
+    except TorchvisionMissing:
+        raise
     except (RuntimeError, OSError, ValueError):
         return False
 

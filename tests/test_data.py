@@ -164,3 +164,16 @@ def test_every_data_set_of_the_table_loads_as_declared(tmp_path, monkeypatch, na
     if spec.source == "sklearn-digits":
         xtr, _, xte, _ = data_mod.load_raw(name, None, cfg.synthetic_dim, False, 20000)
         assert (len(xtr), len(xte)) == spec.splits
+
+
+def test_without_torchvision_an_image_data_set_is_a_one_line_error(tmp_path, monkeypatch):
+    """An image's torch without torchvision (some GPU images): a ConfigError naming torchvision, no traceback."""
+    import sys
+
+    from study.config import ConfigError
+    from study.raw_data import check_available
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # import torchvision now raises ImportError
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
+    with pytest.raises(ConfigError, match="read with torchvision, which does not import here"):
+        check_available("mnist", str(tmp_path), download=False)
