@@ -27,7 +27,7 @@ from study.records import check_writable
 from study.schema import STATUSES
 from sweeps import feedback, output
 from sweeps.presets import PRESETS, describe, get_preset
-from sweeps.cluster import check_resources, cluster_slots, ray_session
+from sweeps.cluster import check_resources, cluster_slots, ray_session, require_ray
 from sweeps.runner import RunReport, RunSettings, execute
 from sweeps.sampling import Sample, parse_overrides, sample
 
@@ -126,6 +126,7 @@ def parse_bundle(value: str | int) -> int:
 
 def prepare(args: argparse.Namespace) -> Plan:
     """Every check that needs neither Ray nor writing: ConfigError (one line) on bad input."""
+    require_ray("sweep")
     preset = get_preset(args.preset)
     overrides = parse_overrides(args.set)
     feedback.check_arguments(args, preset)

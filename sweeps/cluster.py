@@ -68,6 +68,16 @@ def resolve_address(address: str) -> tuple[str, bool]:
                       f"{': ' + str(error) if str(error) else ''}; check `ray status` on the head node")
 
 
+def require_ray(command: str) -> None:
+    """ConfigError (one line) where Ray does not import: `sensitivity trial`, `analyze` and study/ run
+    without it (a GPU image often has none), `command` does not."""
+    try:
+        import ray  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"sensitivity {command} runs on Ray, which does not import here ({exc}); install it "
+                          "(make setup does: ray[tune]==2.60.0) or run single trials with `sensitivity trial`") from None
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bool]:
     """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1 without a dashboard.

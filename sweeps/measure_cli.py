@@ -102,11 +102,12 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeps.cluster import cluster_slots, ray_session
+    from sweeps.cluster import cluster_slots, ray_session, require_ray
     from sweeps.remeasure import execute_measures
 
     def log(text: str) -> None:
         print(text, flush=True)
+    require_ray("measure")
     plan = prepare(args, log)
     todo, configs, settings = plan.todo, plan.configs, plan.settings
     if not todo:

@@ -48,3 +48,24 @@ def test_a_bad_setting_is_one_line_on_the_stderr_of_the_whole_process(tmp_path):
     assert len(lines) == 1 and "data set cifar10 not found" in lines[0] and "Traceback" not in proc.stderr
     assert not out.exists()
 
+
+
+def test_without_ray_sweep_and_measure_say_so_in_one_line_and_trial_still_runs(tmp_path):
+    """An image with no Ray (many GPU images): the Ray commands stop with one line before any work; a single
+    trial needs no Ray."""
+    blocker = tmp_path / "no_ray" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+    for args in (["sweep", "smoke", "--out", str(tmp_path / "s")], ["measure", str(tmp_path / "s")]):
+        proc = subprocess.run([sys.executable, "-m", "sweeps.command", *args], capture_output=True, text=True,
+                              timeout=120, env=env)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert f"sensitivity {args[0]} runs on Ray, which does not import here" in lines[0]
+        assert "Traceback" not in proc.stderr and not (tmp_path / "s").exists()
+    proc = subprocess.run([sys.executable, "-m", "sweeps.command", "trial", "--set", "dataset=synthetic",
+                           "--set", "max_steps=20", "--out", str(tmp_path / "t"), "--no-progress"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list((tmp_path / "t" / "trials").glob("*.parquet"))

@@ -51,3 +51,14 @@ def test_gpu_check_refuses_cuda_without_a_device():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cuda"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "sees no CUDA device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_no_section_starts_past_the_budget(tmp_path):
+    out = tmp_path / "gpu_check.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--small",
+                           "--budget-s", "0", "--out", str(out), "--skip", "env"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(out.read_text())
+    assert found["sections"] == {} and found["skipped_for_budget"][:2] == ["tests", "quick"]
+    assert found["skipped_for_budget"][-1] == "paper_cost"
