@@ -9,11 +9,13 @@ short keeps what finished):
 
 - env: Python, torch, the card (nvidia-smi), whether Ray is importable;
 - tests: tests/test_gpu.py (cuda records = CPU records within float32 rounding: trial, pack, Jacobian);
-- quick: trials of the quick preset (seed 0, in order) one after another on the device: trials per hour
-  (the CPU side of the ratio is the same trials on the 2-core machine: benchmarks/RESULTS.md);
+- quick: the quick preset's first 30 trials (seed 0) one after another on the device: trials per hour
+  (the CPU side of the ratio: the same trials on the 2-core machine, fractional_1 and fractional_2 run
+  with --device cpu --processes 2, in benchmarks/RESULTS.md);
 - packed: S = 8 nets trained together vs one after another, widths 16-256, same steps either way;
-- fractional: P processes sharing the card, as Ray places trials with --gpus-per-trial 1/P, each taking
-  quick trials (or packs of 8 seeds, with --pack) from one queue; the card's utilization sampled every
+- fractional_1, fractional_P, fractional_P_pack: 1 and P (--processes, 4) processes sharing the card, as
+  Ray places trials with --gpus-per-trial 1/P, each taking the quick section's trials (or packs of 8
+  seeds of each) from one queue; the card's utilization sampled every
   0.5 s, each process's peak memory, trials per hour;
 - full_data: one Fashion-MNIST trial on all 60,000 training images, 512x3, to 100% train accuracy;
 - paper_cost: training steps timed per architecture on the card, and from them and the full-data trial's
@@ -274,7 +276,7 @@ class Sampler:
 def fractional_section(device: str, data_root: str | None, processes: int, n: int, pack: bool,
                        small: bool) -> dict[str, Any]:
     """P processes on one card, quick trials (or packs of 8 seeds of each) from one queue."""
-    cfgs = quick_configs(n, small, seed=1)
+    cfgs = quick_configs(n, small)  # the quick section's trials: per-hour rates compare
     jobs = [[c.replace(seed=c.seed + s) for s in range(8)] for c in cfgs[:max(1, n // 8)]] if pack else [[c] for c in cfgs]
     context = mp.get_context("spawn")  # CUDA in forked children is not allowed
     queue, answers, go = context.Queue(), context.Queue(), context.Event()
@@ -397,6 +399,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--small", action="store_true", help="tiny sizes: a dry run of every section on the CPU")
     parser.add_argument("--skip", default="", help="comma-separated sections to leave out")
+    parser.add_argument("--processes", type=int, default=4,
+                        help="trial processes sharing the device in the fractional sections, as Ray places "
+                             "--gpus-per-trial 1/P (default: %(default)s; --small: 2)")
     parser.add_argument("--budget-s", type=float, default=450.0,
                         help="no section starts after this many seconds (the rest are recorded as skipped); "
                              "default: %(default)s, so the run ends well within 8 minutes")
@@ -411,18 +416,19 @@ def main() -> None:
     torch.set_num_threads(1 if args.small else max(1, min(4, os.cpu_count() or 1)))
     small, device, root = args.small, args.device, args.data_root
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    shared = 2 if small else args.processes
     results = Results(args.out)
     results.data["command"] = " ".join([os.path.basename(sys.executable), *sys.argv])
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("env", lambda: env_section(device)),
         ("tests", lambda: tests_section(240)),
-        ("quick", lambda: quick_section(device, root, 4 if small else 60, 10 if small else 60, small)),
+        ("quick", lambda: quick_section(device, root, 4 if small else 30, 10 if small else 180, small)),
         ("packed", lambda: packed_section(device, root, [16] if small else [16, 64, 128, 256], 20 if small else 300,
                                           1 if small else 3)),
         ("fractional_1", lambda: fractional_section(device, root, 1, 2 if small else 24, False, small)),
-        ("fractional_4", lambda: fractional_section(device, root, 2 if small else 4, 4 if small else 48, False, small)),
-        ("fractional_4_pack", lambda: fractional_section(device, root, 2 if small else 4, 16 if small else 96, True,
-                                                         small)),
+        (f"fractional_{shared}", lambda: fractional_section(device, root, shared, 4 if small else 48, False, small)),
+        (f"fractional_{shared}_pack", lambda: fractional_section(device, root, shared, 16 if small else 96, True,
+                                                                 small)),
         ("full_data", lambda: full_data_section(device, root, small)),
     ]
     plan.append(("paper_cost", lambda: paper_cost_section(device, results.data["sections"].get("full_data", {}),

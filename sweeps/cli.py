@@ -86,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trials (or packs) one Tune trial runs one after the other, so that Tune's cost per "
                              "trial (about 0.1 s of a slot) is paid once for many short ones; each still gets its "
                              "own record, and a rerun runs only those without one. auto: trials estimated under "
-                             "1 s (study.cost) in bundles of about 3 s, at least two a slot, longer ones alone; "
+                             "1 s (study.cost) in bundles of at most 3 s, at least two a slot, longer ones alone; "
                              "1: none (default: %(default)s)")
     parser.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
                         help="keep each trained net as models/<trial_id>.safetensors (about 4 bytes a parameter), so "

@@ -38,7 +38,7 @@ from sweeps.memory import OOM_STATUS, uniform_reservation
 from sweeps.progress import progress_callback
 from sweeps.sampling import PlannedTrial
 from sweeps.units import (bundle_items, chunks as make_chunks, cost_bundles, cost_groups, items, unfinished_members,
-                          unit_id, unit_seconds, units)
+                          speed_factor, unit_id, unit_seconds, units)
 from sweeps.worker import trainable
 
 # Tune's documented environment switches, set while a chunk runs (a value the user set is kept): our
@@ -164,10 +164,10 @@ def temp_storage(prefix: str) -> Iterator[str]:
 
 def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int,
               memory: dict[str, int] | None = None, log=print, bundle: int | None = None,
-              slots: int = 1) -> ChunkOutcome:
+              slots: int = 1, speed: float = 1.0) -> ChunkOutcome:
     """One bounded Tune experiment over `chunk` (units: a trial or a pack), each unit reserving its
     estimated memory or `memory[unit id]`, bundled by `bundle` (default settings.bundle: K units a Tune
-    trial, or 0: by estimated seconds, sweeps.units.cost_bundles, for `slots` trials at once)."""
+    trial, or 0: by estimated seconds times `speed`, sweeps.units.cost_bundles, for `slots` trials at once)."""
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
            "data_root": settings.data_root, "keep_models": settings.keep_models}
     k = settings.bundle if bundle is None else bundle
@@ -175,6 +175,8 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource
     # shape), and the longest trials (memory grows with the net and with L-BFGS) do not run last and alone.
     ordered = sorted(items(chunk, settings.sweep_id, memory), key=lambda item: -item["memory"])
+    for item in ordered:
+        item["seconds"] *= speed
     chunk_items = cost_bundles(ordered, slots) if k == 0 else bundle_items(ordered, k)
     grouped = any("pack" in item or "bundle" in item for item in chunk_items)
     callbacks = [progress_callback(settings.parameter_columns, grouped)] if settings.verbose else []
@@ -198,18 +200,18 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
 
 
 def _run_with_retries(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int, log,
-                      slots: int = 1) -> tuple[int, int]:
+                      slots: int = 1, speed: float = 1.0) -> tuple[int, int]:
     """run_chunk, then once more for the units stopped for memory (with what they were seen to need), for
     the unfinished units of a bundle Tune gave up on (each alone: one hopeless trial must not cost its
     bundle's others an error row) and, if Tune itself stopped the chunk, for its unrecorded units. Returns
     (error rows, retried for memory)."""
-    outcome = run_chunk(chunk, settings, index, log=log, slots=slots)
+    outcome = run_chunk(chunk, settings, index, log=log, slots=slots, speed=speed)
     errors, retried = outcome.errors_written, 0
     if outcome.failed:
         done = completed_trial_ids(settings.out)
         chunk = [kept for kept in ([t for t in unit if t.trial_id not in done] for unit in chunk) if kept]
         if chunk:
-            outcome = run_chunk(chunk, settings, index, log=log, slots=slots)
+            outcome = run_chunk(chunk, settings, index, log=log, slots=slots, speed=speed)
             errors += outcome.errors_written
     alone = _unfinished_members(outcome.failed_bundles, chunk, settings.out)
     again, memory, written = plan_retries(outcome.out_of_memory, chunk, set(), settings.out)
@@ -276,7 +278,11 @@ def execute(trials: list[PlannedTrial], settings: RunSettings, log=print, slots:
         if not chunk:
             continue
         start = time.perf_counter()
-        errors, stopped = _run_with_retries(chunk, settings, index, log, slots)
+        speed, measured = speed_factor(settings.out, trials, done) if settings.bundle == 0 else (1.0, 0)
+        if measured:
+            log(f"chunk {index + 1}/{n_chunks}: trials take {speed:.3g} x their estimated seconds (median of "
+                f"{measured} recorded); automatic bundles are sized with that")
+        errors, stopped = _run_with_retries(chunk, settings, index, log, slots, speed)
         gc.collect()
         rss, peak = _rss_mib()
         stats = ChunkStats(sum(len(unit) for unit in chunk), time.perf_counter() - start, rss, peak, errors)

@@ -122,6 +122,35 @@ def cost_bundles(unit_items: list[dict[str, Any]], slots: int) -> list[dict[str,
     return [_bundle([unit_items[i] for i in group]) for group in groups]
 
 
+SPEED_SAMPLE = 64  # recorded trials a speed factor is measured on
+SPEED_RANGE = (1e-3, 10.0)
+
+
+def speed_factor(location: str, trials: list[PlannedTrial], done: set[str]) -> tuple[float, int]:
+    """(measured / estimated seconds, trials it was measured on): the median over the first SPEED_SAMPLE of
+    `trials` recorded in `done` of time.total_s / study.cost.estimate_seconds, within SPEED_RANGE; (1.0, 0)
+    with none. Automatic bundles scale their estimates by it, so that they still last about BUNDLE_S where
+    trials run faster than the estimate's CPU core (a GPU) or stop well before max_steps (most do)."""
+    import statistics
+
+    import pyarrow.parquet as pq
+
+    from study.records import record_path, resolve
+
+    recorded = [t for t in trials if t.trial_id in done][:SPEED_SAMPLE]
+    fs, root = resolve(location)
+    ratios = []
+    for t in recorded:  # one small file each (a dataset over them kept ~30 MiB of the driver per chunk)
+        seconds = pq.read_table(record_path(root, "trials", t.trial_id), columns=["time.total_s"],
+                                filesystem=fs).column(0)[0].as_py()
+        if seconds is not None and seconds > 0:
+            ratios.append(seconds / estimate_seconds(t.config))
+    if not ratios:
+        return 1.0, 0
+    low, high = SPEED_RANGE
+    return min(high, max(low, statistics.median(ratios))), len(ratios)
+
+
 def unit_seconds(unit: list[PlannedTrial]) -> float:
     """A unit's estimated seconds: its trials' study.cost.estimate_seconds summed (a bound for a pack,
     which trains its nets together)."""

@@ -160,3 +160,44 @@ def test_a_default_sweep_bundles_short_trials_by_their_estimated_cost(ray_cluste
         t.trial_id for t in plan.sample.trials)
     meta = json.loads(next((out / "sweeps").iterdir()).read_text())
     assert meta["bundle"] == "auto"
+
+
+def test_the_speed_factor_is_the_median_measured_over_estimated_seconds(tmp_path):
+    import statistics
+
+    from study.cost import estimate_seconds
+    from sweeps.units import speed_factor
+
+    out = str(tmp_path)
+    planned = _planned(5)
+    assert speed_factor(out, planned, set()) == (1.0, 0)
+    for item in items([[t] for t in planned[:3]], "s"):
+        _run(item, {**RUN, "out": out})
+    frame = records(tmp_path).set_index("trial_id")
+    want = statistics.median(frame.loc[t.trial_id, "time.total_s"] / estimate_seconds(t.config) for t in planned[:3])
+    factor, n = speed_factor(out, planned, completed_trial_ids(out))
+    assert n == 3 and abs(factor - want) < 1e-12
+
+
+def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tmp_path, monkeypatch):
+    from sweeps import runner
+
+    seen, lines = [], []
+    real = runner.fit_experiment
+
+    def spy(trainable_fn, chunk_items, *args, **kwargs):
+        seen.append(chunk_items)
+        return real(trainable_fn, chunk_items, *args, **kwargs)
+    monkeypatch.setattr(runner, "fit_experiment", spy)
+    plan, report, _ = sweep(sweep_args("smoke", "--out", str(tmp_path / "o"), "--num-samples", "24", "--chunk-size",
+                                       "1"), log=lines.append)
+    assert report.missing == 0 and len(seen) >= 2
+    first, later = seen[0], [i for chunk in seen[1:] for i in chunk]
+    by_id = {t.trial_id: t for t in plan.sample.trials}
+    from study.cost import estimate_seconds
+
+    def ratio(item):
+        return item["seconds"] / sum(estimate_seconds(by_id[t["id"]].config) for t in trial_items(item))
+    assert all(abs(ratio(i) - 1) < 1e-9 for i in first)  # nothing recorded yet: the estimates as they are
+    said = [line for line in lines if "x their estimated seconds" in line]
+    assert said and all(abs(ratio(i) - 1) > 1e-3 for i in later)  # scaled by what the first chunk measured
