@@ -41,6 +41,7 @@ def test_gpu_check_runs_every_section_without_ray(tmp_path):
     assert sections["full_data"]["train.steps"] > 0 and sections["full_data"]["time.total_s"] > 0
     cost = sections["paper_cost"]
     assert cost["paper_gpu_hours"] > 0 and cost["steps_to_fit"] == sections["full_data"]["train.steps"]
+    assert cost["paper_gpu_hours_at_max_steps"] >= cost["paper_gpu_hours"]
 
 
 def test_gpu_check_refuses_cuda_without_a_device():
