@@ -201,3 +201,25 @@ def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tm
     assert all(abs(ratio(i) - 1) < 1e-9 for i in first)  # nothing recorded yet: the estimates as they are
     said = [line for line in lines if "x their estimated seconds" in line]
     assert said and all(abs(ratio(i) - 1) > 1e-3 for i in later)  # scaled by what the first chunk measured
+
+
+def test_a_bundle_of_packs_writes_every_member_record(ray_cluster, tmp_path, monkeypatch):
+    """--pack and bundles compose: 8 compatible trials, packs of 2, two packs a bundle: 2 Tune trials."""
+    from sweeps import runner
+
+    seen = []
+    real = runner.fit_experiment
+
+    def spy(trainable_fn, chunk_items, *args, **kwargs):
+        seen.append(chunk_items)
+        return real(trainable_fn, chunk_items, *args, **kwargs)
+    monkeypatch.setattr(runner, "fit_experiment", spy)
+    same_shape = ["--set", "width=8", "--set", "depth=2", "--set", "nonlinearity=relu", "--set", "optimizer=adam"]
+    out = tmp_path / "o"
+    _, report, _ = sweep(sweep_args("smoke", "--num-samples", "8", *same_shape, "--out", str(out), "--pack", "2",
+                                    "--bundle", "2"))
+    (chunk_items,) = seen
+    assert len(chunk_items) == 2 and all(len(i["bundle"]) == 2 and all("pack" in m for m in i["bundle"])
+                                         for i in chunk_items)
+    frame = records(out)
+    assert len(frame) == 8 and report.missing == 0 and set(frame["env.pack_size"]) == {2}
