@@ -141,8 +141,11 @@ def speed_factor(location: str, trials: list[PlannedTrial], done: set[str]) -> t
     fs, root = resolve(location)
     ratios = []
     for t in recorded:  # one small file each (a dataset over them kept ~30 MiB of the driver per chunk)
-        seconds = pq.read_table(record_path(root, "trials", t.trial_id), columns=["time.total_s"],
-                                filesystem=fs).column(0)[0].as_py()
+        try:
+            seconds = pq.read_table(record_path(root, "trials", t.trial_id), columns=["time.total_s"],
+                                    filesystem=fs).column(0)[0].as_py()
+        except (OSError, ValueError, KeyError, IndexError):  # replaced meanwhile, or a foreign file: not a sample
+            continue
         if seconds is not None and seconds > 0:
             ratios.append(seconds / estimate_seconds(t.config))
     if not ratios:

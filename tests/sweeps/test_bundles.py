@@ -177,6 +177,9 @@ def test_the_speed_factor_is_the_median_measured_over_estimated_seconds(tmp_path
     want = statistics.median(frame.loc[t.trial_id, "time.total_s"] / estimate_seconds(t.config) for t in planned[:3])
     factor, n = speed_factor(out, planned, completed_trial_ids(out))
     assert n == 3 and abs(factor - want) < 1e-12
+    (tmp_path / "trials" / f"{planned[0].trial_id}.parquet").write_bytes(b"not parquet")  # unreadable: skipped
+    factor, n = speed_factor(out, planned, completed_trial_ids(out))
+    assert n == 2
 
 
 def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tmp_path, monkeypatch):
