@@ -117,6 +117,12 @@ REGULARIZER_FIELDS = ("regularizer", "reg_strength", "reg_target", "reg_projecti
 UNREGULARIZED = {f.name: f.default for f in fields(TrialConfig) if f.name in REGULARIZER_FIELDS}
 
 
+def step_points(cfg: TrialConfig, n: int) -> int:
+    """Training points one step of `cfg` sees out of `n`: all of them with L-BFGS, full_batch or a batch of at
+    least n; batch_size otherwise."""
+    return n if cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= n else cfg.batch_size
+
+
 def coerce(name: str, value: Any) -> Any:
     """Convert a value (often a string from the command line) to the type of field `name`."""
     if name not in _TYPES:

@@ -18,7 +18,7 @@ runs (sweeps.units.cost_bundles); a faster device only makes the bundles shorter
 
 from __future__ import annotations
 
-from study.config import TrialConfig
+from study.config import TrialConfig, step_points
 from study.datasets import N_CLASSES
 from study.measures import flatness_search
 from study.models import count_parameters
@@ -40,8 +40,7 @@ def estimate_seconds(cfg: TrialConfig) -> float:
     """An upper bound on the trial's seconds on one CPU core (the module's formula)."""
     d, c = n_features(cfg), N_CLASSES[cfg.dataset]
     p = count_parameters(d, cfg.width, cfg.depth, c)
-    full = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= cfg.n_train
-    n = cfg.n_train if full else cfg.batch_size
+    n = step_points(cfg, cfg.n_train)
     train = cfg.max_steps * (STEP_S + 6 * n * p * penalty_passes(cfg) / FLOPS)
     checks = cfg.max_steps / max(1, cfg.eval_every) * cfg.n_train * 2 * p / FLOPS
     jacobian = (cfg.n_train + cfg.n_test) * 2 * p * (1 + 2 * c) / FLOPS

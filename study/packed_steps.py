@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from study.config import TrialConfig
+from study.config import TrialConfig, step_points
 from study.data import Dataset, augment
 from study.datasets import TABLE as DATASET_TABLE
 from study.models import MLP
@@ -93,8 +93,8 @@ class Pack:
         self.cfg, self.count, self.grouped_max = cfgs[0], len(cfgs), grouped_max
         data0, model0 = datas[0], models[0]
         self.device, self.n = data0.x_train.device, data0.x_train.shape[0]
-        self.full_batch = self.cfg.full_batch or self.cfg.batch_size >= self.n
-        batch = self.n if self.full_batch else self.cfg.batch_size
+        batch = step_points(self.cfg, self.n)  # L-BFGS does not pack: full batch or batch_size >= n
+        self.full_batch = batch == self.n
         self.image_shape, self.flip, self.act = data0.image_shape, DATASET_TABLE[data0.name].flip, model0.act
         self.layout = Layout([model0.layers[0].in_features] + [layer.out_features for layer in model0.layers])
         self.nets = [PackedNet(model, cfg, cfg.seed_for("train"), penalty, getattr(penalty, "perturb", None))

@@ -22,7 +22,7 @@ import time
 import psutil
 import torch
 
-from study.config import ConfigError, TrialConfig
+from study.config import ConfigError, TrialConfig, step_points
 from study.datasets import IMAGE_SHAPES, N_CLASSES
 from study.measures import transition_sampled as ts
 from study.models import count_parameters
@@ -145,8 +145,7 @@ def estimate_terms(cfg: TrialConfig, chunk_size: int = 1024) -> dict[str, int]:
     """
     d, c = n_features(cfg), N_CLASSES[cfg.dataset]
     params = count_parameters(d, cfg.width, cfg.depth, c)
-    full = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= cfg.n_train
-    n = cfg.n_train if full else cfg.batch_size
+    n = step_points(cfg, cfg.n_train)
     train = {k: 4 * v for k, v in _training_terms(cfg, d, c, n, params).items()}
     measures = _measure_terms(cfg, d, c, chunk_size)
     terms = {"overhead": 32 * 2 ** 20, "data": 4 * 2 * (cfg.n_train + cfg.n_test) * d, **train}

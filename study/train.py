@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from study.config import TrialConfig
+from study.config import TrialConfig, step_points
 from study.data import Dataset, augment
 from study.datasets import TABLE as DATASET_TABLE
 
@@ -93,8 +93,8 @@ class _Training:
         n = self.x.shape[0]
         self.flip = DATASET_TABLE[data.name].flip
         self.optimizer = make_optimizer(cfg, self.params)
-        full_batch = cfg.full_batch or cfg.optimizer == "lbfgs" or cfg.batch_size >= n
-        self.batches = Minibatches(cfg.seed_for("train"), self.x, n if full_batch else cfg.batch_size, full_batch)
+        batch = step_points(cfg, n)
+        self.batches = Minibatches(cfg.seed_for("train"), self.x, batch, batch == n)
         self.steps, self.last_loss, self.acc = 0, math.nan, 0.0
 
     def batch_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
