@@ -13,7 +13,7 @@ TRIAL_S (the measures' and records' fixed cost) and STEP_S (an optimizer step's 
 were fit on smoke trials, FLOPS on quick ones (one thread of this project's 2-core machine; benchmarks/
 RESULTS.md): a smoke trial is bounded by 0.06 s (measured 0.05-0.08 s), a quick one by 5-40 s (measured
 0.6-6 s: most stop well before max_steps). The sweep uses it to decide how many trials one Tune trial
-runs (sweeps.units.cost_bundles); a faster device only makes the bundles shorter than planned.
+runs (sweeps.units.cost_groups), scaled by the speed it measures on its recorded trials (speed_factor).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def _torchvision_split(name: str, root: str, train: bool, download: bool):
         import torchvision.datasets as tvd
     except ImportError as exc:  # e.g. an image's torch without torchvision: one line, not a traceback
         raise TorchvisionMissing(f"data set {name} is read with torchvision, which does not import here ({exc}); "
-                          "install torchvision (make setup does) or use a synthetic data set") from None
+                                 "install torchvision (make setup does) or use a synthetic data set") from None
 
     cls = getattr(tvd, TABLE[name].torchvision_class)
     return cls(root=root, train=train, download=download)
