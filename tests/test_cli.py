@@ -53,10 +53,9 @@ def test_a_bad_setting_is_one_line_on_the_stderr_of_the_whole_process(tmp_path):
 def test_without_ray_sweep_and_measure_say_so_in_one_line_and_trial_still_runs(tmp_path):
     """An image with no Ray (many GPU images): the Ray commands stop with one line before any work; a single
     trial needs no Ray."""
-    blocker = tmp_path / "no_ray" / "ray"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text("raise ImportError('No module named ray')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), os.environ.get("PYTHONPATH", "")])}
+    from no_ray import no_ray_pythonpath
+
+    env = {**os.environ, "PYTHONPATH": no_ray_pythonpath(tmp_path, os.environ.get("PYTHONPATH", ""))}
     for args in (["sweep", "smoke", "--out", str(tmp_path / "s")], ["measure", str(tmp_path / "s")]):
         proc = subprocess.run([sys.executable, "-m", "sweeps.command", *args], capture_output=True, text=True,
                               timeout=120, env=env)

@@ -20,6 +20,21 @@ from sweeps.worker import _run
 RUN = {"device": "cpu", "threads": 1, "data_root": None, "keep_models": False}
 
 
+@pytest.fixture
+def tune_items(monkeypatch):
+    """The items of every Tune experiment the sweep fits, one list per chunk, in order (a spy on
+    sweeps.runner.fit_experiment, which still fits them)."""
+    from sweeps import runner
+
+    seen, real = [], runner.fit_experiment
+
+    def spy(trainable_fn, chunk_items, *args, **kwargs):
+        seen.append(chunk_items)
+        return real(trainable_fn, chunk_items, *args, **kwargs)
+    monkeypatch.setattr(runner, "fit_experiment", spy)
+    return seen
+
+
 def _planned(n, seed=0):
     return list(sample(SMOKE, {}, seed, n).trials)
 
@@ -138,18 +153,12 @@ def test_a_bundled_sweep_records_every_trial_and_a_hopeless_one_alone_gets_the_e
     assert again.chunks == [] and again.skipped == 9
 
 
-def test_a_default_sweep_bundles_short_trials_by_their_estimated_cost(ray_cluster, tmp_path, monkeypatch):
+def test_a_default_sweep_bundles_short_trials_by_their_estimated_cost(ray_cluster, tmp_path, tune_items):
     import json
 
-    from sweeps import cluster, runner
+    from sweeps import cluster
 
-    seen = []
-    real = runner.fit_experiment
-
-    def spy(trainable_fn, chunk_items, *args, **kwargs):
-        seen.append(chunk_items)
-        return real(trainable_fn, chunk_items, *args, **kwargs)
-    monkeypatch.setattr(runner, "fit_experiment", spy)
+    seen = tune_items
     out = tmp_path / "out"
     plan, report, counts = sweep(sweep_args("smoke", "--out", str(out), "--num-samples", "16"))
     assert report.missing == 0 and len(records(out)) == 16 and sum(c.trials for c in report.chunks) == 16
@@ -182,16 +191,8 @@ def test_the_speed_factor_is_the_median_measured_over_estimated_seconds(tmp_path
     assert n == 2
 
 
-def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tmp_path, monkeypatch):
-    from sweeps import runner
-
-    seen, lines = [], []
-    real = runner.fit_experiment
-
-    def spy(trainable_fn, chunk_items, *args, **kwargs):
-        seen.append(chunk_items)
-        return real(trainable_fn, chunk_items, *args, **kwargs)
-    monkeypatch.setattr(runner, "fit_experiment", spy)
+def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tmp_path, tune_items):
+    seen, lines = tune_items, []
     plan, report, _ = sweep(sweep_args("smoke", "--out", str(tmp_path / "o"), "--num-samples", "24", "--chunk-size",
                                        "1"), log=lines.append)
     assert report.missing == 0 and len(seen) >= 2
@@ -206,17 +207,9 @@ def test_later_chunks_size_their_bundles_with_the_measured_speed(ray_cluster, tm
     assert said and all(abs(ratio(i) - 1) > 1e-3 for i in later)  # scaled by what the first chunk measured
 
 
-def test_a_bundle_of_packs_writes_every_member_record(ray_cluster, tmp_path, monkeypatch):
+def test_a_bundle_of_packs_writes_every_member_record(ray_cluster, tmp_path, tune_items):
     """--pack and bundles compose: 8 compatible trials, packs of 2, two packs a bundle: 2 Tune trials."""
-    from sweeps import runner
-
-    seen = []
-    real = runner.fit_experiment
-
-    def spy(trainable_fn, chunk_items, *args, **kwargs):
-        seen.append(chunk_items)
-        return real(trainable_fn, chunk_items, *args, **kwargs)
-    monkeypatch.setattr(runner, "fit_experiment", spy)
+    seen = tune_items
     same_shape = ["--set", "width=8", "--set", "depth=2", "--set", "nonlinearity=relu", "--set", "optimizer=adam"]
     out = tmp_path / "o"
     _, report, _ = sweep(sweep_args("smoke", "--num-samples", "8", *same_shape, "--out", str(out), "--pack", "2",
