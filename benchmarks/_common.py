@@ -68,16 +68,20 @@ def interleaved(methods: dict[str, Callable[[], object]], repeats: int, warmup: 
     return times
 
 
+def synchronize(device) -> None:
+    """Wait for `device` (a torch.device or a name such as "cuda:0") to finish its queued work; nothing on the CPU."""
+    if str(getattr(device, "type", device)).startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
 def synced(fn: Callable[[], object], device) -> Callable[[], object]:
     """fn, then wait for the device (torch.device) to finish: timings on a GPU would otherwise measure the launch."""
     if getattr(device, "type", "cpu") != "cuda":
         return fn
 
     def run() -> object:
-        import torch
-
         out = fn()
-        torch.cuda.synchronize(device)
+        synchronize(device)
         return out
     return run
 

@@ -21,29 +21,26 @@ short keeps what finished):
 - paper_cost: training steps timed per architecture on the card, and from them and the full-data trial's
   step count what the `paper` preset's 335,671 nets would cost in GPU-hours.
 
---small shrinks every section (the CPU dry run of tests/test_gpu_check.py).
+--small shrinks every section (the CPU dry run of tests/test_gpu_check.py). The fractional sections live in
+benchmarks/gpu_sharing.py, paper_cost in benchmarks/gpu_paper_cost.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Callable
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
-PAPER_NETS = 335_671  # nets in the reference study (Novak et al. 2018)
+from _common import ROOT, synchronize  # _common puts the repository on sys.path
+from gpu_paper_cost import paper_cost_section
+from gpu_sharing import fractional_section
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -75,13 +72,6 @@ class Results:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, self.path)
-
-
-def sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 # -- sections ---------------------------------------------------------------------------------
@@ -163,14 +153,14 @@ def packed_section(device: str, data_root: str | None, widths: list[int], steps:
         for round_ in range(repeats + 1):  # the first round warms up
             for name in ("packed", "alone"):
                 models = [build_model(c, d.n_features, d.n_classes, device) for c, d in zip(cfgs, datas)]
-                sync(device)
+                synchronize(device)
                 t0 = time.perf_counter()
                 if name == "packed":
                     train_packed(models, datas, cfgs)
                 else:
                     for m, d, c in zip(models, datas, cfgs):
                         train(m, d, c)
-                sync(device)
+                synchronize(device)
                 if round_:
                     timings[name].append(time.perf_counter() - t0)
         packed, alone = sorted(timings["packed"])[len(timings["packed"]) // 2], sorted(timings["alone"])[len(timings["alone"]) // 2]
@@ -178,134 +168,6 @@ def packed_section(device: str, data_root: str | None, widths: list[int], steps:
                      "speedup": round(alone / packed, 2)})
     return {"rows": rows, "goal": "speedup >= 5 up to width 256",
             "met": all(r["speedup"] >= 5 for r in rows if r["width"] <= 256)}
-
-
-def _fraction_worker(queue, answers, go, device: str, data_root: str | None, warm) -> None:
-    """One of P processes sharing the card: warmed up (imports, CUDA context, the data set: what a sweep's
-    reused actor pays once), then trials (or packs) from the queue until it is empty."""
-    import torch
-
-    from study.packed import run_packed
-    from study.trial import run_trial
-
-    torch.set_num_threads(1)
-    run_trial(warm, device=device, data_root=data_root)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    answers.put("ready")
-    go.wait()
-    done, nets = 0, 0
-    while True:
-        job = queue.get()
-        if job is None:
-            break
-        if len(job) == 1:
-            run_trial(job[0], device=device, data_root=data_root)
-        else:
-            run_packed(job, device=device, data_root=data_root)
-        done += 1
-        nets += len(job)
-    peak = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
-    answers.put({"pid": os.getpid(), "jobs": done, "nets": nets, "peak_memory_mib": round(peak / 2 ** 20, 1)})
-
-
-def _answer(answers, workers) -> Any:
-    """The next answer of a worker; RuntimeError as soon as one died without answering (never a hang)."""
-    import queue as queues
-
-    while True:
-        try:
-            return answers.get(timeout=1.0)
-        except queues.Empty:
-            dead = [w for w in workers if w.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"{len(dead)} of {len(workers)} trial processes died (exit codes "
-                                   f"{[w.exitcode for w in dead]}); their traceback is above") from None
-
-
-class Sampler:
-    """The card's utilization and memory every `every` s (NVML, else nvidia-smi; nothing on the CPU)."""
-
-    def __init__(self, device: str, every: float = 0.5):
-        self.device, self.every, self.samples, self.stop = device, every, [], threading.Event()
-        self.read = self._reader() if device.startswith("cuda") else None
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _reader(self):
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            return lambda: (pynvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-                            pynvml.nvmlDeviceGetMemoryInfo(handle).used / 2 ** 20)
-        except Exception:
-            def smi():
-                out = subprocess.run(["nvidia-smi", "--query-gpu=utilization.gpu,memory.used",
-                                      "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=5)
-                util, used = out.stdout.strip().splitlines()[0].split(",")
-                return float(util), float(used)
-            return smi
-
-    def _loop(self) -> None:
-        while not self.stop.wait(self.every):
-            try:
-                self.samples.append(self.read())
-            except Exception:
-                pass
-
-    def __enter__(self):
-        if self.read is not None:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        if self.read is not None:
-            self.thread.join()
-
-    def summary(self) -> dict[str, Any]:
-        if not self.samples:
-            return {"utilization_samples": 0}
-        util = sorted(s[0] for s in self.samples)
-        return {"utilization_samples": len(util), "utilization_mean": round(sum(util) / len(util), 1),
-                "utilization_median": util[len(util) // 2], "utilization_idle_fraction": round(sum(u < 5 for u in util) / len(util), 3),
-                "card_memory_used_max_mib": round(max(s[1] for s in self.samples), 1)}
-
-
-def fractional_section(device: str, data_root: str | None, processes: int, n: int, pack: bool,
-                       small: bool) -> dict[str, Any]:
-    """P processes on one card, quick trials (or packs of 8 seeds of each) from one queue."""
-    cfgs = quick_configs(n, small)  # the quick section's trials: per-hour rates compare
-    jobs = [[c.replace(seed=c.seed + s) for s in range(8)] for c in cfgs[:max(1, n // 8)]] if pack else [[c] for c in cfgs]
-    context = mp.get_context("spawn")  # CUDA in forked children is not allowed
-    queue, answers, go = context.Queue(), context.Queue(), context.Event()
-    for job in jobs:
-        queue.put(job)
-    for _ in range(processes):
-        queue.put(None)
-    warm = cfgs[0].replace(max_steps=10)
-    workers = [context.Process(target=_fraction_worker, args=(queue, answers, go, device, data_root, warm))
-               for _ in range(processes)]
-    for w in workers:
-        w.start()
-    try:
-        assert all(_answer(answers, workers) == "ready" for _ in workers)
-        start = time.perf_counter()
-        with Sampler(device) as sampler:
-            go.set()
-            found = [_answer(answers, workers) for _ in workers]
-    finally:
-        for w in workers:
-            w.join(timeout=60)
-            if w.is_alive():
-                w.terminate()
-    wall = time.perf_counter() - start
-    nets = sum(f["nets"] for f in found)
-    return {"processes": processes, "pack": 8 if pack else 1, "jobs": len(jobs), "nets": nets, "wall_s": round(wall, 2),
-            "nets_per_hour": round(3600 * nets / wall, 1), "workers": found, **sampler.summary(),
-            "note": "timed from when every process had warmed up (imports, CUDA context, data: a sweep's actors "
-                    "pay that once)"}
 
 
 def full_data_config(small: bool):
@@ -328,73 +190,6 @@ def full_data_section(device: str, data_root: str | None, small: bool) -> dict[s
     keys = ("status", "train.steps", "train.accuracy", "test.accuracy", "gap.accuracy", "time.total_s",
             "time.train_s", "time.measure_s", "measure.jacobian_test")
     return {"config": cfg.canonical(), **{k: record.get(k) for k in keys}}
-
-
-def paper_architectures(small: bool) -> list[tuple[int, int, int]]:
-    """(width, depth, batch) whose step time is measured: the paper's widths 2^k and depths, thinned."""
-    if small:
-        return [(16, 2, 128), (64, 3, 128)]
-    return [(w, d, b) for w in (16, 256, 1024, 4096, 16384) for d in (2, 5, 17) for b in (128, 512)
-            if w * w * (d - 1) <= 16384 * 16384 * 4]
-
-
-def step_seconds(device: str, width: int, depth: int, batch: int, steps: int) -> float:
-    """Seconds of one SGD step (forward, backward, update) of a width x depth net on 784-d inputs, batch `batch`."""
-    import torch
-
-    from study.config import TrialConfig
-    from study.models import build_model
-
-    model = build_model(TrialConfig(dataset="fashion_mnist", width=width, depth=depth), 784, 10, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(batch, 784, device=device)
-    y = torch.randint(0, 10, (batch,), device=device)
-    for step in range(steps + 3):
-        if step == 3:
-            sync(device)
-            start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
-    sync(device)
-    return (time.perf_counter() - start) / steps
-
-
-def paper_cost_section(device: str, full: dict[str, Any], small: bool) -> dict[str, Any]:
-    """GPU-hours of the paper preset: steps to fit (the full-data trial's, capped at 2^19) x the step time of
-    each sampled config's architecture (measured, nearest measured width/depth), summed over a sample of the
-    paper preset's configs and scaled to PAPER_NETS; measures priced as the full-data trial's share."""
-    from sweeps.presets import get_preset
-    from sweeps.sampling import sample
-
-    archs = paper_architectures(small)
-    timed = {a: step_seconds(device, *a, steps=5 if small else 30) for a in archs}
-    fit_steps = int(full.get("train.steps") or 0) or 2 ** 19
-    train_s, total_s = full.get("time.train_s") or 0.0, full.get("time.total_s") or 0.0
-    measure_factor = total_s / train_s if train_s else 1.0
-    drawn = [t.config for t in sample(get_preset("paper"), {}, 0, 40 if small else 2000).trials]
-
-    def nearest(cfg) -> float:
-        key = min(archs, key=lambda a: (abs(a[0] - cfg.width) / max(a[0], cfg.width), abs(a[1] - cfg.depth), abs(a[2] - cfg.batch_size)))
-        scale = (cfg.width ** 2 * max(1, cfg.depth - 1) + 784 * cfg.width) / (key[0] ** 2 * max(1, key[1] - 1) + 784 * key[0])
-        return timed[key] * max(1.0, scale)  # bigger than measured: at least proportional to its parameters
-
-    per_net = [min(fit_steps, cfg.max_steps) * nearest(cfg) * measure_factor for cfg in drawn]
-    bound = [cfg.max_steps * nearest(cfg) * measure_factor for cfg in drawn]  # no net stops early: the upper end
-    by_width: dict[int, list[float]] = {}
-    for cfg, seconds in zip(drawn, per_net):
-        by_width.setdefault(cfg.width, []).append(seconds)
-    mean = sum(per_net) / len(per_net)
-    return {"step_s": {f"{w}x{d} b{b}": round(s, 6) for (w, d, b), s in timed.items()},
-            "steps_to_fit": fit_steps, "measure_factor": round(measure_factor, 3), "sampled_configs": len(drawn),
-            "mean_net_hours": round(mean / 3600, 4), "paper_gpu_hours": round(mean * PAPER_NETS / 3600, 1),
-            "paper_gpu_hours_at_max_steps": round(sum(bound) / len(bound) * PAPER_NETS / 3600, 1),
-            "by_width_mean_hours": {w: round(sum(v) / len(v) / 3600, 4) for w, v in sorted(by_width.items())},
-            "assumptions": "paper_gpu_hours: every net takes the full-data trial's steps to fit (capped at its "
-                           "max_steps; random labels and CIFAR take longer, so this is a low end); "
-                           "paper_gpu_hours_at_max_steps: every net runs all its steps (the high end); one net a card "
-                           "at a time; SGD steps on 784-d inputs; widths/depths between the measured ones scaled by "
-                           "parameter count; measures priced at the full-data trial's share"}
 
 
 def main() -> None:
@@ -430,10 +225,12 @@ def main() -> None:
         ("quick", lambda: quick_section(device, root, 4 if small else 30, 10 if small else 180, small)),
         ("packed", lambda: packed_section(device, root, [16] if small else [16, 64, 128, 256], 20 if small else 300,
                                           1 if small else 3)),
-        ("fractional_1", lambda: fractional_section(device, root, 1, 2 if small else 24, False, small)),
-        (f"fractional_{shared}", lambda: fractional_section(device, root, shared, 4 if small else 48, False, small)),
-        (f"fractional_{shared}_pack", lambda: fractional_section(device, root, shared, 16 if small else 96, True,
-                                                                 small)),
+        ("fractional_1", lambda: fractional_section(device, root, 1, quick_configs(2 if small else 24, small),
+                                                    False)),
+        (f"fractional_{shared}", lambda: fractional_section(device, root, shared,
+                                                            quick_configs(4 if small else 48, small), False)),
+        (f"fractional_{shared}_pack", lambda: fractional_section(device, root, shared,
+                                                                 quick_configs(16 if small else 96, small), True)),
         ("full_data", lambda: full_data_section(device, root, small)),
     ]
     plan.append(("paper_cost", lambda: paper_cost_section(device, results.data["sections"].get("full_data", {}),
