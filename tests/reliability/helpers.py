@@ -80,6 +80,15 @@ def wait_for_exit(key: str, value: str, what: str, timeout: float = EXIT_TIMEOUT
         raise AssertionError(f"{exc}; still running: {[describe(p) for p in our_processes(key, value)]}") from None
 
 
+def alive(proc: psutil.Process) -> bool:
+    """Whether `proc` still runs: is_running() compares the start time too, so a reused pid is not
+    mistaken for ours; a zombie (exited, not yet reaped, as a worker is when its raylet is killed) is gone."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def describe(proc: psutil.Process) -> str:
     """'PID NAME COMMAND LINE' read at once; what could not be read (the process left) is left out."""
     try:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from ray_cluster import LOOPBACK
-from .helpers import EXIT_TIMEOUT_S, wait_for
+from .helpers import EXIT_TIMEOUT_S, alive, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,13 +59,6 @@ def snapshot(root: int) -> dict[int, dict]:
     return found
 
 
-def _alive(proc: psutil.Process) -> bool:
-    try:  # is_running() compares the start time too, so a reused pid is not mistaken for ours
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
 def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_behind():
     without_loopback = {k: v for k, v in os.environ.items() if k not in LOOPBACK}  # ray_session must set it
     driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -95,7 +88,7 @@ def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_be
         driver.wait(60)
     # Ray stopped with its driver: none of its processes is left.
     rest = [p["process"] for pid, p in ours.items() if pid != driver.pid]
-    wait_for(lambda: not any(map(_alive, rest)), EXIT_TIMEOUT_S, "the sweep's Ray processes to exit", every=0.5)
+    wait_for(lambda: not any(map(alive, rest)), EXIT_TIMEOUT_S, "the sweep's Ray processes to exit", every=0.5)
 
 
 # -- static checks of our own sources ---------------------------------------------------------------
