@@ -20,7 +20,7 @@ with warnings.catch_warnings():  # a measure plugin that fails to import is refu
     from study.measures import PLUGIN_ERRORS
 
 SUBCOMMANDS = {"trial": ("study.cli", "train and measure one network",
-                         "Train one network to 100%% train accuracy and write its three tables."),
+                         "Train one network to 100% train accuracy and write its three tables."),
                "sweep": ("sweeps.cli", "run a preset sweep of trials on Ray Tune", None),
                "measure": ("sweeps.measure_cli", "compute measures of a finished sweep from its kept nets, on Ray",
                            "Compute the measures a finished sweep lacks (or --measures NAMES) from its kept nets, "

@@ -68,3 +68,12 @@ def test_without_ray_sweep_and_measure_say_so_in_one_line_and_trial_still_runs(t
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert list((tmp_path / "t" / "trials").glob("*.parquet"))
+
+
+@pytest.mark.parametrize("command", ["trial", "sweep", "measure", "analyze"])
+def test_help_is_printed_as_written(command, capsys):
+    """Every subcommand's --help: no argparse escape (%%) left in the text (the trial's description had one)."""
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert done.value.code == 0 and "%%" not in text and "usage: sensitivity " + command in text
