@@ -92,7 +92,9 @@ def _joined_rows(location: str, table: str, trial_ids: Iterable[str] | None, kee
     measured = measured_trial_ids(location)
     if not measured:
         return frame
-    ids = set(frame["trial_id"]) | set(trial_ids or ())
+    # The trials asked for, not only those with rows here: a trial may have its first rows of this table in
+    # a later part (a measure it skipped, or one registered after it, that writes trajectories).
+    ids = None if trial_ids is None else set(trial_ids)
     return overlay_rows(location, table, frame, load_table(location, "trials", ids, max_workers=max_workers),
                         measured)
 

@@ -23,6 +23,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
                    help="keep the trained net as models/<trial_id>.safetensors, so measures can be added later "
                         "(`sensitivity measure`); default: keep")
+    add_skip_argument(p)
+
+
+def add_skip_argument(p: argparse.ArgumentParser) -> None:
+    """--skip-measures, shared by `trial` and `sweep`."""
+    from study import measures
+
+    p.add_argument("--skip-measures", default=None, metavar="NAMES",
+                   help="comma-separated measures not to run now (their columns stay empty, the rest is the "
+                        "same); `sensitivity measure DIR` computes them later from the kept nets. Registered: "
+                        f"{', '.join(measures.MEASURES)}")
+
+
+def skipped_measures(args: argparse.Namespace) -> tuple[str, ...]:
+    """The --skip-measures names, checked (ConfigError naming an unknown one); () when not given."""
+    from study import measures
+
+    return tuple(measures.parse_names(args.skip_measures, "--skip-measures") or ())
 
 
 def config_from_sets(assignments: list[str]) -> TrialConfig:
@@ -39,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from study.trial import run_trial
 
     cfg = config_from_sets(args.set)
+    skip = skipped_measures(args)
     device = resolve_device(args.device)
     check_memory(cfg, device)
     check_sizes(cfg)
@@ -55,12 +74,16 @@ def run(args: argparse.Namespace) -> int:
             bar.set_description(f"trial {cfg.trial_id} fit; measuring")
             bar.refresh()
 
-    result = run_trial(cfg, device=device, data_root=args.data_root, threads=args.threads, progress=progress)
+    result = run_trial(cfg, device=device, data_root=args.data_root, threads=args.threads, progress=progress,
+                       skip_measures=skip)
     bar.close()
     result.write(args.out, keep_model=args.keep_models)
     print(summary(result.record))
     kept = f" and models/{cfg.trial_id}.safetensors" if args.keep_models and result.model is not None else ""
     print(f"wrote trials/, points/, trajectories/{cfg.trial_id}.parquet{kept} under {args.out}")
+    if skip and result.status in ("ok", "not_fit"):
+        print(f"skipped {', '.join(skip)}: " + (f"`sensitivity measure {args.out}` computes them from the kept net"
+                                                 if kept else "the net was not kept, so they cannot be added later"))
     return 0 if result.status != "error" else 1
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
+from typing import Iterable
 
 import torch
 
@@ -132,8 +133,10 @@ class _Prepared:
 
 
 def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data_root: str | None = None,
-               threads: int | None = None, download: bool = True) -> list[TrialResult]:
-    """run_trial for each config, with the training of all of them done as one packed computation.
+               threads: int | None = None, download: bool = True,
+               skip_measures: Iterable[str] = ()) -> list[TrialResult]:
+    """run_trial for each config, with the training of all of them done as one packed computation (each net
+    measured by every registered measure but `skip_measures`, as run_trial).
 
     The configs must share `pack_key` (see group_into_packs). Returns one TrialResult per config, in
     order, equal to run_trial's up to float32 rounding and timings. L-BFGS configs, a single config,
@@ -148,7 +151,8 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
     device = resolve_device(device) if isinstance(device, str) else device
     if threads is not None:
         torch.set_num_threads(max(1, int(threads)))
-    one_by_one = lambda: [run_trial(c, device, data_root, download=download) for c in cfgs]  # noqa: E731
+    one_by_one = lambda: [run_trial(c, device, data_root, download=download, skip_measures=skip_measures)  # noqa: E731
+                          for c in cfgs]
     if len(cfgs) == 1 or cfgs[0].optimizer not in PACKABLE_OPTIMIZERS:
         return one_by_one()
     for cfg in cfgs:
@@ -173,5 +177,5 @@ def run_packed(cfgs: list[TrialConfig], device: str | torch.device = "cpu", data
         raise
     except Exception:  # noqa: BLE001 -- alone, each trial records (or avoids) the error itself
         return one_by_one()
-    return [finish_trial(p.cfg, p.record, p.model, p.data, device, outcome, p.data_s + outcome.seconds)
-            for p, outcome in zip(prepared, outcomes)]
+    return [finish_trial(p.cfg, p.record, p.model, p.data, device, outcome, p.data_s + outcome.seconds,
+                         skip_measures) for p, outcome in zip(prepared, outcomes)]

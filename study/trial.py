@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 import torch
@@ -78,13 +78,17 @@ def describe_model(record: dict, model: torch.nn.Module) -> None:
     record["model.init_sha256"] = model_sha256(model)
 
 
-def run_measures(ctx: MeasureContext) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Run the registered measures; merge their records (with the version of each: version.<name>), point
-    columns and trajectory rows."""
+def run_measures(ctx: MeasureContext, skip: Iterable[str] = ()) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Run the registered measures but those in `skip`; merge their records (with the version of each:
+    version.<name>), point columns and trajectory rows. A skipped measure leaves its columns and its version
+    empty: `sensitivity measure` computes it later from the kept net (study.remeasure)."""
     record: dict = {}
     points: pd.DataFrame | None = None
     trajectories = []
+    skip = set(skip)
     for name, fn in measure_registry.MEASURES.items():
+        if name in skip:
+            continue
         out = fn(ctx)
         record.update(out.record)
         record[measure_registry.version_column(name)] = measure_registry.VERSIONS[name]
@@ -117,9 +121,9 @@ def close_record(cfg: TrialConfig, record: dict, total_s: float | None = None, p
 
 
 def finish_trial(cfg: TrialConfig, record: dict, model: torch.nn.Module, data: Dataset, device: torch.device,
-                 outcome: TrainOutcome, spent_s: float) -> TrialResult:
-    """A trained net's status, measures (none for a diverged net) and closed record, alone or packed;
-    `spent_s` is the time the trial took before its measures."""
+                 outcome: TrainOutcome, spent_s: float, skip_measures: Iterable[str] = ()) -> TrialResult:
+    """A trained net's status, measures (none for a diverged net; none of `skip_measures`) and closed record,
+    alone or packed; `spent_s` is the time the trial took before its measures."""
     points = trajectories = None
     t1 = time.perf_counter()
     try:
@@ -127,7 +131,7 @@ def finish_trial(cfg: TrialConfig, record: dict, model: torch.nn.Module, data: D
                        "time.train_s": outcome.seconds})
         if outcome.status != "diverged":  # a diverged net has no meaningful measures: left empty
             ctx = MeasureContext(cfg=cfg, model=model, data=data, device=device)
-            measured, points, trajectories = run_measures(ctx)
+            measured, points, trajectories = run_measures(ctx, skip_measures)
             record.update(measured)
             record["time.measure_s"] = time.perf_counter() - t1
     except ConfigError:
@@ -139,8 +143,10 @@ def finish_trial(cfg: TrialConfig, record: dict, model: torch.nn.Module, data: D
 
 def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: str | None = None,
               threads: int | None = None, progress: Callable[[int, float, float], None] | None = None,
-              download: bool = True) -> TrialResult:
-    """Train one network under `cfg` and measure it. Raises ConfigError for bad settings before training."""
+              download: bool = True, skip_measures: Iterable[str] = ()) -> TrialResult:
+    """Train one network under `cfg` and measure it (every registered measure but `skip_measures`: how a
+    trial runs, not what it is; its id and every other number are the same). Raises ConfigError for bad
+    settings before training."""
     t0 = time.perf_counter()
     device = resolve_device(device) if isinstance(device, str) else device
     if threads is not None:
@@ -162,4 +168,4 @@ def run_trial(cfg: TrialConfig, device: str | torch.device = "cpu", data_root: s
     except Exception as exc:  # recorded, never a crash: the sweep goes on
         _failed(record, exc)
         return close_record(cfg, record, time.perf_counter() - t0, model=model)
-    return finish_trial(cfg, record, model, data, device, outcome, time.perf_counter() - t0)
+    return finish_trial(cfg, record, model, data, device, outcome, time.perf_counter() - t0, skip_measures)

@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+from study.cli import add_skip_argument, skipped_measures
 from study.config import ConfigError
 from study.records import check_writable
 from study.schema import STATUSES
@@ -91,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-models", action=argparse.BooleanOptionalAction, default=True,
                         help="keep each trained net as models/<trial_id>.safetensors (about 4 bytes a parameter), so "
                              "measures can be added later with `sensitivity measure`; default: keep")
+    add_skip_argument(parser)
     parser.add_argument("--from", dest="from_dir", default=None, metavar="DIR",
                         help="take the base configs from the finished sweep in DIR (a preset with an "
                              "intervention, e.g. regularizers): the trials --top / --where select, each rerun as "
@@ -129,6 +131,7 @@ def prepare(args: argparse.Namespace) -> Plan:
     require_ray("sweep")
     preset = get_preset(args.preset)
     overrides = parse_overrides(args.set)
+    skip = skipped_measures(args)
     feedback.check_arguments(args, preset)
     n = preset.default_n if args.num_samples is None else args.num_samples
     if args.seed < 0:
@@ -161,7 +164,7 @@ def prepare(args: argparse.Namespace) -> Plan:
                            max_concurrent=args.max_concurrent, max_failures=args.max_failures,
                            chunk_size=args.chunk_size, data_root=args.data_root, sweep_id=drawn.sweep_id,
                            parameter_columns=tuple(varying), verbose=0 if args.quiet else 1, pack=args.pack or 1,
-                           bundle=bundle, keep_models=args.keep_models)
+                           bundle=bundle, keep_models=args.keep_models, skip_measures=skip)
     return Plan(args.preset, overrides, args.seed, drawn, settings, args.address, source)
 
 
@@ -174,6 +177,7 @@ def _metadata(plan: Plan, started: dt.datetime) -> dict:
             "cpus_per_trial": plan.settings.cpus_per_trial, "gpus_per_trial": plan.settings.gpus_per_trial,
             "max_concurrent": plan.settings.max_concurrent, "pack": plan.settings.pack,
             "bundle": plan.settings.bundle or "auto", "keep_models": plan.settings.keep_models,
+            "skip_measures": list(plan.settings.skip_measures),
             "started_at": started.isoformat(), "ended_at": None,
             **({"source": plan.source} if plan.source else {})}
 
@@ -191,6 +195,11 @@ def summary(plan: Plan, report: RunReport, counts: dict, seconds: float, out_of_
              f"{ran / seconds * 3600 if seconds > 0 else 0:.0f} trials/hour"]
     if report.missing:
         lines.append(f"  {report.missing} trials have no record yet: run the same command again")
+    skip = plan.settings.skip_measures
+    if skip:
+        lines.append(f"  measures skipped: {', '.join(skip)}; " + (
+            f"`sensitivity measure {plan.settings.out}` computes them from the kept nets" if plan.settings.keep_models
+            else "they cannot be added later (--no-keep-models)"))
     return "\n".join(lines)
 
 

@@ -38,20 +38,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="retries of a batch whose worker dies (default: %(default)s)")
 
 
-def parse_names(text: str | None) -> list[str] | None:
-    """The --measures list, each a registered measure; ConfigError naming an unknown one."""
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise ConfigError("--measures is empty; give measure names separated by commas")
-    unknown = [n for n in names if n not in registry.MEASURES]
-    if unknown:
-        raise ConfigError(f"--measures: unknown measure {unknown[0]!r}; registered: {', '.join(registry.MEASURES)} "
-                          f"(a measure outside study/measures needs its module in ${registry.PLUGIN_ENV})")
-    return names
-
-
 @dataclass
 class MeasurePlan:
     todo: dict[str, list[str]]  # trial_id -> the measures to compute from its kept net
@@ -65,7 +51,7 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
     from analysis.load import load_table
     from study.raw_data import check_available
 
-    names = parse_names(args.measures)
+    names = registry.parse_names(args.measures, "--measures")
     cpus = 1.0 if args.cpus_per_trial is None else args.cpus_per_trial
     gpus = 0.0 if args.gpus_per_trial is None else args.gpus_per_trial
     check_cluster_arguments(args, cpus, gpus)

@@ -64,6 +64,7 @@ class RunSettings:
     pack: int = 1  # >= 2: train up to this many compatible configs as one Tune trial (study.packed)
     bundle: int = 1  # units (trials or packs) one Tune trial runs one after the other: K >= 2; 1 one; 0 automatic
     keep_models: bool = True  # each trial writes models/<trial_id>.safetensors (study.weights)
+    skip_measures: tuple[str, ...] = ()  # measures the trials leave out (sensitivity measure adds them later)
 
     @property
     def device(self) -> str:
@@ -169,7 +170,8 @@ def run_chunk(chunk: list[list[PlannedTrial]], settings: RunSettings, index: int
     estimated memory or `memory[unit id]`, bundled by `bundle` (default settings.bundle: K units a Tune
     trial, or 0: by estimated seconds times `speed`, sweeps.units.cost_bundles, for `slots` trials at once)."""
     run = {"out": settings.out, "device": settings.device, "threads": settings.threads,
-           "data_root": settings.data_root, "keep_models": settings.keep_models}
+           "data_root": settings.data_root, "keep_models": settings.keep_models,
+           "skip_measures": list(settings.skip_measures)}
     k = settings.bundle if bundle is None else bundle
     outcome = ChunkOutcome()
     # Largest first: trials of one reservation in a row (Tune reuses an actor only for the same resource

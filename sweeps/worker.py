@@ -91,7 +91,8 @@ def _train_pack(item: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any
     if not members:
         return []
     results = run_packed([TrialConfig(**m["cfg"]) for m in members], device=run["device"],
-                         data_root=run.get("data_root"), threads=run["threads"])
+                         data_root=run.get("data_root"), threads=run["threads"],
+                         skip_measures=run.get("skip_measures", ()))
     for member, result in zip(members, results):
         result.record.update(labels(member))
         result.write(run["out"], keep_model=run.get("keep_models", True))
@@ -105,7 +106,8 @@ def _train(item: dict[str, Any], run: dict[str, Any]) -> list[dict[str, Any]]:
     if "pack" in item:
         return _train_pack(item, run)
     cfg = TrialConfig(**item["cfg"])
-    result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"])
+    result = run_trial(cfg, device=run["device"], data_root=run.get("data_root"), threads=run["threads"],
+                       skip_measures=run.get("skip_measures", ()))
     result.record.update(labels(item))
     result.write(run["out"], keep_model=run.get("keep_models", True))
     return [result.record]

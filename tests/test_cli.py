@@ -26,6 +26,8 @@ def test_trial_command_writes_tables_and_prints_a_summary(tmp_path, capsys):
     (["--set", "colour=red"], "unknown field 'colour'"),
     (["--set", "width"], "--set takes FIELD=VALUE"),
     (["--set", "dataset=cifar10", "--data-root", "/nonexistent"], "data set cifar10 not found"),
+    (["--skip-measures", "jacobian,sharpness"], "--skip-measures: unknown measure 'sharpness'; registered: "),
+    (["--skip-measures", " , "], "--skip-measures is empty"),
 ])
 def test_bad_settings_are_one_line_errors_and_write_nothing(tmp_path, args, fragment, capsys, monkeypatch):
     out = tmp_path / "res"

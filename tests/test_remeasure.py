@@ -155,3 +155,44 @@ def test_only_fitted_or_unfinished_trials_with_kept_nets_are_planned():
     newest = plan(trials, {("gap", 1): {"b"}}, kept=["a", "b", "e"])  # b: an older value, then v1 computed later
     assert "gap" not in newest["a"] and "gap" not in newest["b"] and "gap" in newest["e"]
     assert newest["a"] == [n for n in registry.MEASURES if n != "gap"]  # the others: no version recorded
+
+
+SKIPPED = ("jacobian", "pacbayes_flatness", "transitions")  # columns in all three tables; in registration order
+
+
+def test_skipped_measures_stay_empty_change_nothing_else_and_are_computed_later_as_the_trial_would(tmp_path,
+                                                                                                  no_training):
+    cfg = TrialConfig(**FAST, seed=4)
+    full = run_trial(cfg)
+    full.write(str(tmp_path / "full"))
+    location = str(tmp_path / "skipped")
+    skipped = run_trial(cfg, skip_measures=SKIPPED)
+    skipped.write(location)
+    assert skipped.trial_id == full.trial_id
+    left_out = {c for name in SKIPPED for c in registry.COLUMNS[name]["trials"]} | {
+        registry.version_column(name) for name in SKIPPED}
+    assert left_out.isdisjoint(skipped.record) and left_out <= set(full.record)
+    same = [k for k in full.record if k not in left_out and not k.startswith(("time.", "created_at"))]
+    assert {k: skipped.record[k] for k in same} == {k: full.record[k] for k in same}  # bit for bit
+    jacobian_points = set(registry.COLUMNS["jacobian"]["points"])
+    assert jacobian_points <= set(full.points.columns) and jacobian_points.isdisjoint(skipped.points.columns)
+    assert len(full.trajectories) and not len(skipped.trajectories)
+
+    loaded = load_trials(location)
+    assert loaded[sorted(left_out)].isna().all().all()  # empty columns, not missing ones
+    todo = plan(loaded, measured_trial_ids(location), kept_trial_ids(location))
+    assert todo == {cfg.trial_id: list(SKIPPED)}  # every other measure is current
+    assert measure_kept(location, cfg.trial_id, todo[cfg.trial_id]) == dict.fromkeys(SKIPPED)
+    for load in (load_trials, load_points, load_trajectories):  # now as if the trial had run them
+        later, whole = load(location), load(str(tmp_path / "full"))
+        keep = [c for c in whole.columns if not c.startswith(("time.", "created_at"))]
+        pd.testing.assert_frame_equal(later[keep], whole[keep], rtol=1e-6, check_dtype=False)
+
+
+def test_packed_trials_skip_the_same_measures():
+    cfgs = [TrialConfig(**{**FAST, "optimizer": "adam"}, seed=s) for s in (0, 1)]
+    packed = study.packed.run_packed(cfgs, skip_measures=("pacbayes_flatness", "pacbayes_magnitude"))
+    assert [r.record["env.pack_size"] for r in packed] == [2, 2]
+    for result in packed:
+        assert "measure.pacbayes_flatness" not in result.record and "version.pacbayes_magnitude" not in result.record
+        assert result.record["version.jacobian"] == registry.VERSIONS["jacobian"]

@@ -31,7 +31,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from study.config import TrialConfig
+from study.config import ConfigError, TrialConfig
 from study.data import Dataset
 
 
@@ -107,6 +107,21 @@ def declared_columns(table: str) -> Columns:
                 raise ValueError(f"column {column!r} of {table} declared by two measures (one is {name!r})")
             found[column] = kind
     return found
+
+
+def parse_names(text: str | None, flag: str) -> list[str] | None:
+    """A command line's comma-separated measure names (None where the flag was not given), each registered;
+    ConfigError naming `flag` and the first unknown one."""
+    if text is None:
+        return None
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ConfigError(f"{flag} is empty; give measure names separated by commas")
+    unknown = [n for n in names if n not in MEASURES]
+    if unknown:
+        raise ConfigError(f"{flag}: unknown measure {unknown[0]!r}; registered: {', '.join(MEASURES)} "
+                          f"(a measure outside study/measures needs its module in ${PLUGIN_ENV})")
+    return names
 
 
 def _load_all() -> None:

@@ -21,6 +21,7 @@ from sweep_helpers import free_port
     (["smoke", "--num-samples", "0"], "--num-samples must be a positive integer"),
     (["smoke", "--cpus-per-trial", "0"], "must be >= 0 and not both 0"),
     (["paper", "--set", "dataset=cifar10", "--data-root", "/nonexistent"], "data set cifar10 not found"),
+    (["smoke", "--skip-measures", "flatness"], "--skip-measures: unknown measure 'flatness'; registered: baselines, "),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, argv, fragment):
     monkeypatch.setenv("SENSITIVITY_DATA_ROOT", str(tmp_path / "data"))

@@ -147,6 +147,37 @@ def test_recomputed_measures_equal_the_trial_s_and_a_killed_run_resumes_writing_
                                       rtol=1e-6, check_dtype=False)
 
 
+def test_a_sweep_that_skips_measures_says_so_and_the_measure_command_adds_them(ray_cluster, tmp_path):
+    """The paper-scale workflow: the costly measures left out of the sweep, computed later from the kept nets."""
+    import json
+
+    from analysis import load_trials
+    from sweeps.cli import sweep
+
+    out, lines = tmp_path / "out", []
+    skip = ("pacbayes_flatness", "pacbayes_magnitude")
+    _, report, counts = sweep(sweep_args("smoke", "--out", str(out), "-n", "4", "--skip-measures", ",".join(skip)),
+                              log=lines.append)
+    assert report.missing == 0 and sum(counts.values()) == 4
+    assert f"measures skipped: {', '.join(skip)}; `sensitivity measure {out}` computes them" in lines[-1]
+    (meta,) = (out / "sweeps").iterdir()
+    assert json.loads(meta.read_text())["skip_measures"] == list(skip)
+    columns = [c for name in skip for c in (*COLUMNS[name]["trials"], f"version.{name}")]
+    trials = load_trials(str(out))
+    measured = trials[trials.status.isin(["ok", "not_fit"])]
+    assert len(measured) >= 1 and trials[columns].isna().all().all()
+    assert measured["measure.jacobian_test"].notna().all() and measured["measure.fisher_rao"].notna().all()
+
+    proc = cli("measure", str(out), "--address", ray_cluster.address, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in skip:
+        assert f"{name} v2 for {len(measured)} trials" in proc.stdout
+    assert "fisher_rao" not in proc.stdout.split("to compute:")[1].splitlines()[0]  # the sweep computed the rest
+    after = load_trials(str(out)).set_index("trial_id").loc[measured.trial_id]
+    assert after[columns].notna().all().all() and (after["version.pacbayes_flatness"] == 2).all()
+    assert (after["flatness.sigma"] > 0).all()
+
+
 def test_bad_input_is_one_line_and_exit_2_before_anything_is_written(tmp_path, capsys):
     from study import TrialConfig, run_trial
 
