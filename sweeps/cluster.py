@@ -78,6 +78,24 @@ def require_ray(command: str) -> None:
                           "(make setup does: ray[tune]==2.60.0) or run single trials with `sensitivity trial`") from None
 
 
+TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"  # Ray's warning, first on every output
+
+
+@contextlib.contextmanager
+def _quiet_token_notice() -> Iterator[None]:
+    """Drop Ray's notice that a new local cluster turned token authentication on (it stays on: that is Ray's
+    default, and this Ray is ours alone); every other message of that logger, and the mode, are left alone."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(TOKEN_NOTICE)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bool]:
     """Join the cluster at `address`, or start a local Ray bound to 127.0.0.1 without a dashboard.
@@ -108,7 +126,7 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[bo
         # _node_ip_address="127.0.0.1" into the machine's routable address and listens on all
         # interfaces; its single-machine mode (the default on macOS and Windows) binds every server
         # to the loopback address instead, and Ray's processes inherit it.
-        with loopback_mode(True):
+        with loopback_mode(True), _quiet_token_notice():
             ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                      object_store_memory=256 * 2 ** 20, **kwargs)
     try:

@@ -59,10 +59,12 @@ def snapshot(root: int) -> dict[int, dict]:
     return found
 
 
-def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_behind():
-    without_loopback = {k: v for k, v in os.environ.items() if k not in LOOPBACK}  # ray_session must set it
-    driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=without_loopback)
+def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_behind(tmp_path):
+    without_loopback = {k: v for k, v in os.environ.items() if k not in (*LOOPBACK, "RAY_AUTH_MODE")}  # set by it
+    stderr = tmp_path / "stderr.txt"
+    with open(stderr, "w") as sink:
+        driver = subprocess.Popen([sys.executable, "-c", LOCAL_RAY], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=sink, text=True, cwd=ROOT, env=without_loopback)
     try:
         started, node_ip, *worker_pids = driver.stdout.readline().split()
         assert started == "True" and node_ip == "127.0.0.1"
@@ -83,12 +85,15 @@ def test_the_local_ray_of_a_sweep_listens_on_loopback_only_and_leaves_nothing_be
         assert all({"--minimal", "--disable-frontend"} <= set(p["cmdline"]) for p in heads)
         # ... and its usage statistics are off (sweeps.cluster sets RAY_USAGE_STATS_ENABLED=0 for the Ray it starts).
         assert heads and all(p["environ"].get("RAY_USAGE_STATS_ENABLED") == "0" for p in heads)
+        # Token authentication on (Ray's default for a new local cluster; only its notice is dropped).
+        assert all(p["environ"].get("RAY_AUTH_MODE") == "token" for p in heads)
     finally:
         driver.stdin.close()
         driver.wait(60)
     # Ray stopped with its driver: none of its processes is left.
     rest = [p["process"] for pid, p in ours.items() if pid != driver.pid]
     wait_for(lambda: not any(map(alive, rest)), EXIT_TIMEOUT_S, "the sweep's Ray processes to exit", every=0.5)
+    assert "Token authentication" not in stderr.read_text()  # what every sweep's output began with
 
 
 # -- static checks of our own sources ---------------------------------------------------------------
