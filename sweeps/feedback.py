@@ -80,8 +80,9 @@ def load_candidates(location: str) -> tuple[pd.DataFrame, int, Counter]:
     return kept, len(trials), statuses
 
 
-def _condition(candidates: pd.DataFrame, where: str) -> pd.Series:
-    """The boolean mask of `where` over the candidates; ConfigError (one line) otherwise."""
+def condition(candidates: pd.DataFrame, where: str) -> pd.Series:
+    """The boolean mask of `where` (a pandas query, dotted names in backticks) over rows of the trials table;
+    ConfigError (one line) otherwise. Also `sensitivity measure --where`."""
     for name in re.findall(r"`([^`]*)`", where):
         if name not in candidates.columns:
             close = difflib.get_close_matches(name, [str(c) for c in candidates.columns], n=1)
@@ -105,7 +106,7 @@ def select_rows(candidates: pd.DataFrame, where: str | None) -> pd.DataFrame:
     (select_bases takes the first K distinct bases). ConfigError (one line) for a bad or empty query."""
     rows = candidates
     if where is not None:
-        rows = candidates[_condition(candidates, where)]
+        rows = candidates[condition(candidates, where)]
         if not len(rows):
             raise ConfigError(f"--where {where!r} matches none of the {len(candidates)} trials with status ok")
     order = rows.assign(_gap=pd.to_numeric(rows["gap.loss"]).astype(float))

@@ -1,9 +1,11 @@
-"""`sensitivity measure DIR [--measures NAMES]`: compute measures of a finished sweep from its kept nets.
+"""`sensitivity measure DIR [--measures NAMES] [--where EXPR]`: compute measures of a finished sweep from its
+kept nets.
 
-By default every registered measure whose values are missing, or computed by an older version of it,
-for every trial of DIR that fit or ran out of steps and kept its net; with --measures, those measures for
-every such trial that has no value of the current version computed after the trial (a recomputation,
-done once). No training runs. Everything that can be wrong with the input is refused, as one line and
+By default every registered measure whose values are missing (a measure registered later, or one the sweep
+skipped with --skip-measures), or computed by an older version of it, for every trial of DIR that fit or ran
+out of steps and kept its net; with --measures, those measures for every such trial that has no value of
+the current version computed after the trial (a recomputation, done once); with --where, only for the
+trials the query selects. No training runs. Everything that can be wrong with the input is refused, as one line and
 exit status 2, before Ray starts or anything is written: the measure names, DIR (no trial records, no
 kept nets), the resources, the data sets. Rerunning the same command after a kill computes only what
 is missing. `sensitivity analyze DIR` then shows the new values with no other step (analysis.versions).
@@ -31,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated measures to compute for every trial, even where the trial computed "
                              f"them (registered: {', '.join(registry.MEASURES)}); default: every measure whose "
                              "values are missing or from an older version")
+    parser.add_argument("--where", default=None, metavar="EXPR",
+                        help="only the trials for which EXPR holds, a pandas query over the trials table (as "
+                             "loaded, measures computed later included), dotted names in backticks: "
+                             "\"`hp.random_labels` == 0 and `hp.width` >= 256\"; default: every trial")
     add_cluster_arguments(parser, defaults="1")
     parser.add_argument("--chunk-size", type=int, default=1000,
                         help="trials per Tune experiment (default: %(default)s)")
@@ -66,6 +72,8 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
         raise ConfigError(f"{args.location} keeps no trained nets (models/*.safetensors): its trials ran with "
                           "--no-keep-models or before nets were kept; rerun the sweep into a new directory")
     trials = load_table(location, "trials")
+    if args.where is not None:
+        trials = _selected(location, trials, args.where)
     todo = plan(trials, measured_trial_ids(location), kept, names)
     rows = trials.set_index("trial_id")
     configs = {tid: config_from_record(rows.loc[tid]) for tid in todo}
@@ -77,7 +85,8 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
     without = int((eligible & ~trials["trial_id"].isin(kept)).sum())
     asked = int((eligible & trials["trial_id"].isin(kept)).sum()) * len(names or registry.MEASURES)
     counts = {n: sum(n in todo_names for todo_names in todo.values()) for n in registry.MEASURES}
-    log(f"{args.location}: {len(recorded)} trial records, {len(kept)} kept nets"
+    log(f"{args.location}: {len(recorded)} trial records"
+        + (f", {len(trials)} of them where {args.where}" if args.where is not None else "") + f", {len(kept)} kept nets"
         + (f"; {without} fitted trials kept no net and are skipped" if without else ""))
     log("to compute: " + (", ".join(f"{n} v{registry.VERSIONS[n]} for {c} trials" for n, c in counts.items() if c)
                           or "nothing: every measure is current"))
@@ -85,6 +94,19 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
                            max_failures=args.max_failures, chunk_size=args.chunk_size, data_root=args.data_root,
                            verbose=0 if args.quiet else 1)
     return MeasurePlan(todo, configs, settings, asked - sum(map(len, todo.values())))
+
+
+def _selected(location: str, trials, where: str):
+    """The rows of `trials` (as written) whose trial, as loaded (later measures joined), satisfies `where`;
+    ConfigError (one line) for a bad query or one that matches no trial."""
+    from analysis import load_trials
+    from sweeps.feedback import condition
+
+    loaded = load_trials(location)
+    chosen = set(loaded.loc[condition(loaded, where), "trial_id"])
+    if not chosen:
+        raise ConfigError(f"--where {where!r} matches none of the {len(loaded)} trials of {location}")
+    return trials[trials["trial_id"].isin(chosen)].reset_index(drop=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ resumable after kill -9, each value once; the loader and the report show them wi
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -219,3 +220,36 @@ def test_no_keep_models_keeps_no_nets_on_trial_and_sweep(tmp_path, capsys):
                     "keep_models": keep})
     assert not (tmp_path / "off" / "models").exists()
     assert (tmp_path / "on" / "models" / f"{trial.trial_id}.safetensors").exists()
+
+
+def test_where_limits_the_measure_command_to_the_trials_it_selects(tmp_path, capsys):
+    from analysis import load_trials
+    from study import TrialConfig, run_trial
+    from sweeps.measure_cli import add_arguments, prepare
+
+    location = str(tmp_path / "done")
+    for width, seed in ((8, 0), (16, 0), (16, 1)):
+        run_trial(TrialConfig(dataset="synthetic", n_train=40, n_test=20, max_steps=5, width=width, seed=seed),
+                  skip_measures=("pacbayes_flatness",)).write(location)
+    trials = load_trials(location)
+    wide = set(trials.loc[trials["hp.width"] == 16, "trial_id"])
+    assert len(trials) == 3 and len(wide) == 2
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    lines = []
+    chosen = prepare(parser.parse_args([location, "--where", "`hp.width` == 16"]), log=lines.append)
+    assert chosen.todo == {tid: ["pacbayes_flatness"] for tid in wide}  # the narrow net is left alone
+    assert "3 trial records, 2 of them where `hp.width` == 16" in lines[0]
+    assert set(prepare(parser.parse_args([location]), log=lines.append).todo) == set(trials["trial_id"])
+    later = prepare(parser.parse_args([location, "--where", "`measure.pacbayes_flatness`.isna()",
+                                       "--measures", "gap"]), log=lines.append)
+    assert set(later.todo) == set(trials["trial_id"])  # a query over a measure's (empty) column
+    for where, words in (("`hp.widht` > 2", "no column `hp.widht`; did you mean `hp.width`?"),
+                         ("`hp.width` +", "is not a query over the trials table"),
+                         ("`hp.width` * 2", "is not a condition"),
+                         ("`hp.width` > 100", "matches none of the 3 trials")):
+        assert main(["measure", location, "--where", where]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, (where, err)
+    assert not (tmp_path / "done" / "measures").exists()
