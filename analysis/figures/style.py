@@ -46,7 +46,7 @@ LABELS = {
     "measure.pacbayes_mag_flatness": r"magnitude-aware flatness $1/\alpha'^2$",
     "measure.inverse_margin": r"inverse margin $1/\gamma^2$",
     "measure.dist_init": r"distance from init $\|w - w_0\|$",
-    "measure.frob_distance_sum": r"$\sum_l \|W_l - W_l^0\|_F$",
+    "measure.frob_distance_sum": r"layers from init $\Sigma_l \|W_l - W_l^0\|_F$",
     "measure.fisher_rao": "Fisher-Rao norm",
     "gap.loss": "loss gap: test − train (nats)",
     "gap.accuracy": "accuracy gap: train − test\n(= test error)",
