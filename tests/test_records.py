@@ -82,3 +82,18 @@ def test_config_from_record_inverts_hp_record_and_fills_older_records_with_defau
     older["hp.noise_std"] = math.nan  # a column an older record did not have, read as null
     assert config_from_record(older) == cfg
     assert config_from_record(pd.Series(hp_record(cfg)), width=64) == cfg.replace(width=64)
+
+
+def test_every_column_of_the_three_tables_is_named_in_the_readme():
+    """The README's table of tables is where a user looks a column up: a new measure's columns go there too
+    (hp.<field> and version.<measure> are named as patterns)."""
+    from pathlib import Path
+
+    from study.schema import table_schema
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for table in ("trials", "points", "trajectories"):
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{table}/<trial_id>.parquet`")]
+        missing = [name for name in table_schema(table).names
+                   if f"`{name}`" not in row and not name.startswith(("hp.", "version."))]
+        assert not missing, f"README's {table} row lacks {missing}"
