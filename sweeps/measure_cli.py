@@ -55,6 +55,7 @@ class MeasurePlan:
 def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
     """Every check, then the plan; ConfigError (one line) on bad input."""
     from analysis.load import load_table
+    from analysis.versions import overlay_trials
     from study.raw_data import check_available
 
     names = registry.parse_names(args.measures, "--measures")
@@ -72,9 +73,10 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
         raise ConfigError(f"{args.location} keeps no trained nets (models/*.safetensors): its trials ran with "
                           "--no-keep-models or before nets were kept; rerun the sweep into a new directory")
     trials = load_table(location, "trials")
+    measured = measured_trial_ids(location)
     if args.where is not None:
-        trials = _selected(location, trials, args.where)
-    todo = plan(trials, measured_trial_ids(location), kept, names)
+        trials = _selected(trials, overlay_trials(location, trials, measured), args.where, args.location)
+    todo = plan(trials, measured, kept, names)
     rows = trials.set_index("trial_id")
     configs = {tid: config_from_record(rows.loc[tid]) for tid in todo}
     for dataset in sorted({cfg.dataset for cfg in configs.values()}):
@@ -96,13 +98,12 @@ def prepare(args: argparse.Namespace, log=print) -> MeasurePlan:
     return MeasurePlan(todo, configs, settings, asked - sum(map(len, todo.values())))
 
 
-def _selected(location: str, trials, where: str):
-    """The rows of `trials` (as written) whose trial, as loaded (later measures joined), satisfies `where`;
-    ConfigError (one line) for a bad query or one that matches no trial."""
-    from analysis import load_trials
+def _selected(trials, loaded, where: str, location: str):
+    """The rows of `trials` (as written) whose row in `loaded` (the same trials, later measures joined:
+    analysis.versions.overlay_trials) satisfies `where`; ConfigError (one line) for a bad query or one that
+    matches no trial."""
     from sweeps.feedback import condition
 
-    loaded = load_trials(location)
     chosen = set(loaded.loc[condition(loaded, where), "trial_id"])
     if not chosen:
         raise ConfigError(f"--where {where!r} matches none of the {len(loaded)} trials of {location}")
